@@ -1,0 +1,440 @@
+"""Host side of the engine: configs become arrays, runs are stepped, weights move in and out.
+
+``Engine`` owns the compiled functions (one padded network, compiled once for a few batch
+capacities); ``Run`` is one training run (a CLI run or one websocket session) that can be
+changed while it trains without recompiling: hyperparameters are swapped as data, the
+architecture by "network surgery" that keeps every surviving neuron's weights.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from core import data as datasets
+from core import optim
+from core.config import (
+    ACTIVATIONS, FEATURES, LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS, SCHEDULES, Config, Limits,
+)
+from core.metrics import names as metric_names
+from core.model import D, K, Arch, Norm, Params, init_params
+from core.optim import OptHyper
+from core.train import Data, Hyper, Reg, Task, TrainState, frame, predict, train_chunk
+
+# --- compilation counting ----------------------------------------------------------------
+
+_compilations = 0
+_count_lock = threading.Lock()
+_listening = False
+
+
+def _on_event(event: str, *args, **kwargs) -> None:
+    global _compilations
+    if event == "/jax/compilation_cache/compile_requests_use_cache" or event.endswith("backend_compile_duration"):
+        if event.endswith("backend_compile_duration"):
+            with _count_lock:
+                _compilations += 1
+
+
+def compilations() -> int:
+    """XLA compilations in this process so far (backend compiles, cache hits excluded)."""
+    _listen()
+    return _compilations
+
+
+def _listen() -> None:
+    global _listening
+    if not _listening:
+        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        _listening = True
+
+
+def enable_compilation_cache(path: str | None = None) -> str:
+    """Persist compiled executables so that later starts skip XLA compilation."""
+    path = path or os.environ.get("NNPLAY_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "nnplay-jax")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return path
+
+
+# --- configs become arrays --------------------------------------------------------------
+
+
+def pad_points(n_max: int, split: datasets.Split) -> Data:
+    def pad(a, rows):
+        out = np.zeros((rows,) + a.shape[1:], np.float32)
+        out[: len(a)] = a
+        return out
+
+    return Data(pad(split.x_train, n_max), pad(split.y_train, n_max), pad(split.x_test, n_max), pad(split.y_test, n_max))
+
+
+def class_weights(cfg: Config, split: datasets.Split) -> np.ndarray:
+    w = np.ones(K, np.float32)
+    if cfg.problem != "classification" or cfg.class_weight is None:
+        return w
+    if cfg.class_weight == "balanced":  # Keras/sklearn: n / (classes * count)
+        counts = np.bincount(split.y_train.astype(int), minlength=cfg.classes)[: cfg.classes]
+        w[: cfg.classes] = len(split.y_train) / (cfg.classes * np.maximum(counts, 1))
+    else:
+        w[: cfg.classes] = cfg.class_weight
+    return w
+
+
+def hyper_from_config(cfg: Config, split: datasets.Split, n_layers: int) -> Hyper:
+    f, i = np.float32, np.int32
+    unit_mask = np.zeros((n_layers, D), f)
+    act = np.zeros(n_layers, i)
+    for j, layer in enumerate(cfg.layers):
+        unit_mask[j, : layer.units] = 1
+        act[j] = ACTIVATIONS.index(layer.activation)
+    out_mask = np.zeros(K, f)
+    out_mask[: cfg.n_outputs] = 1
+    arch = Arch(
+        feat_mask=np.array([x in cfg.features for x in FEATURES] + [False], f),
+        unit_mask=unit_mask, act=act, out_mask=out_mask,
+        batch_norm=np.bool_(cfg.batch_norm), layer_norm=np.bool_(cfg.layer_norm),
+    )
+    opt = OptHyper(
+        optimizer=i(OPTIMIZERS.index(cfg.optimizer)), learning_rate=f(cfg.learning_rate), momentum=f(cfg.momentum),
+        beta_1=f(cfg.beta_1), beta_2=f(cfg.beta_2), rho=f(cfg.rho), epsilon=f(cfg.epsilon),
+        schedule=i(SCHEDULES.index(cfg.lr_schedule)), decay_rate=f(cfg.decay_rate),
+        decay_epochs=i(cfg.decay_epochs), warmup_epochs=i(cfg.warmup_epochs), cosine_alpha=f(cfg.cosine_alpha),
+    )
+    aug = cfg.augmentation
+    reg = Reg(l1=f(cfg.l1), l2=f(cfg.l2), dropout=f(cfg.dropout), input_noise=f(cfg.input_noise),
+              jitter=f(aug.jitter), flip_x1=np.bool_(aug.flip_x1), flip_x2=np.bool_(aug.flip_x2))
+    cls = cfg.problem == "classification"
+    task = Task(
+        out_act=i(OUTPUT_ACTIVATIONS.index(cfg.resolved_output_activation)), loss=i(LOSSES.index(cfg.resolved_loss)),
+        out_mask=out_mask, classification=np.bool_(cls), n_classes=i(cfg.classes if cls else 1),
+        class_w=class_weights(cfg, split), batch_size=i(cfg.batch_size), shuffle=np.bool_(cfg.shuffle),
+        patience=i(cfg.early_stopping_patience), n_train=i(len(split.y_train)), n_test=i(len(split.y_test)),
+    )
+    return Hyper(arch=arch, opt=opt, reg=reg, task=task)
+
+
+def _fans(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    sizes = [len(cfg.features)] + [layer.units for layer in cfg.layers] + [cfg.n_outputs]
+    return np.array(sizes[:-1]), np.array(sizes[1:])
+
+
+def fresh_params(cfg: Config, n_layers: int, rng: np.random.Generator) -> Params:
+    """Initial weights: from ``cfg.weights`` if given, else drawn with ``cfg.init``. Padded
+    slots get initialised values too, so a unit added later starts from a sensible weight."""
+    fan_in, fan_out = _fans(cfg)
+    fan_in = np.concatenate([fan_in, np.full(n_layers + 1 - len(fan_in), 8)])
+    fan_out = np.concatenate([fan_out[:-1], np.full(n_layers + 1 - len(fan_out), 8), fan_out[-1:]])
+    p = init_params(rng, n_layers, cfg.init, fan_in, fan_out)
+    if cfg.weights is not None:
+        p = import_weights(p, cfg)
+    return p
+
+
+def import_weights(p: Params, cfg: Config) -> Params:
+    """Write ``cfg.weights`` (the form ``export_weights`` gives) into padded parameters."""
+    w, b, g, be = (np.array(a, np.float32, copy=True) for a in (p.w, p.b, p.gamma, p.beta))
+    w_out, b_out = np.array(p.w_out, copy=True), np.array(p.b_out, copy=True)
+    rows = _input_rows(cfg)
+    for j, lw in enumerate(cfg.weights):
+        mat = np.array(lw.w, np.float32)
+        src = rows if j == 0 else np.arange(mat.shape[0])
+        if j < len(cfg.layers):
+            w[j][np.ix_(src, np.arange(mat.shape[1]))] = mat
+            b[j, : mat.shape[1]] = lw.b
+            if lw.gamma is not None:
+                g[j, : mat.shape[1]] = lw.gamma
+            if lw.beta is not None:
+                be[j, : mat.shape[1]] = lw.beta
+        else:
+            w_out[np.ix_(src, np.arange(mat.shape[1]))] = mat
+            b_out[: mat.shape[1]] = lw.b
+    return Params(w, b, g, be, w_out, b_out)
+
+
+def _input_rows(cfg: Config) -> np.ndarray:
+    return np.array([FEATURES.index(x) for x in cfg.features])
+
+
+def export_weights(p: Params, cfg: Config) -> list[dict]:
+    """Weights and biases per layer (hidden layers, then the output) in real shapes:
+    ``{"w": (inputs x units), "b": (units,)}`` plus ``gamma``/``beta`` with batch or layer norm."""
+    out = []
+    prev = _input_rows(cfg)
+    for j, layer in enumerate(cfg.layers):
+        cols = np.arange(layer.units)
+        entry = {"w": np.asarray(p.w[j])[np.ix_(prev, cols)].tolist(), "b": np.asarray(p.b[j])[cols].tolist()}
+        if cfg.batch_norm or cfg.layer_norm:
+            entry["gamma"] = np.asarray(p.gamma[j])[cols].tolist()
+            entry["beta"] = np.asarray(p.beta[j])[cols].tolist()
+        out.append(entry)
+        prev = cols
+    cols = np.arange(cfg.n_outputs)
+    out.append({"w": np.asarray(p.w_out)[np.ix_(prev, cols)].tolist(), "b": np.asarray(p.b_out)[cols].tolist()})
+    return out
+
+
+def surgery(old: Params, old_cfg: Config, new_cfg: Config, n_layers: int, rng: np.random.Generator) -> Params:
+    """Parameters for ``new_cfg`` that keep every weight whose two ends survive the change.
+
+    Units and layers are matched by position, features by name. Weights of new units or
+    new connections are freshly initialised; the output layer keeps the rows of units that
+    still feed it."""
+    fresh = fresh_params(new_cfg.model_copy(update={"weights": None}), n_layers, rng)
+    w, b, g, be = (np.array(a, np.float32, copy=True) for a in (fresh.w, fresh.b, fresh.gamma, fresh.beta))
+    w_out, b_out = np.array(fresh.w_out, copy=True), np.array(fresh.b_out, copy=True)
+    old_w, old_b = np.asarray(old.w), np.asarray(old.b)
+    kept_feats = [FEATURES.index(x) for x in new_cfg.features if x in old_cfg.features]
+    old_units = [layer.units for layer in old_cfg.layers]
+    new_units = [layer.units for layer in new_cfg.layers]
+    for j in range(min(len(old_units), len(new_units))):
+        rows = kept_feats if j == 0 else list(range(min(old_units[j - 1], new_units[j - 1])))
+        cols = list(range(min(old_units[j], new_units[j])))
+        w[j][np.ix_(rows, cols)] = old_w[j][np.ix_(rows, cols)]
+        b[j, cols] = old_b[j, cols]
+        g[j, cols] = np.asarray(old.gamma)[j, cols]
+        be[j, cols] = np.asarray(old.beta)[j, cols]
+    same_out = old_cfg.n_outputs == new_cfg.n_outputs
+    if same_out:
+        if len(old_units) == len(new_units):
+            rows = kept_feats if not new_units else list(range(min(old_units[-1], new_units[-1])))
+            w_out[rows, : new_cfg.n_outputs] = np.asarray(old.w_out)[rows, : new_cfg.n_outputs]
+        b_out[:] = np.asarray(old.b_out)
+    return Params(w, b, g, be, w_out, b_out)
+
+
+def new_state(params: Params, n_layers: int, seed: int) -> TrainState:
+    params = Params(*(np.asarray(a, np.float32) for a in params))
+    norm = Norm(np.zeros((n_layers, D), np.float32), np.ones((n_layers, D), np.float32))
+    return TrainState(
+        params=params, opt_state=jax.tree.map(np.asarray, _opt_init(params)), norm=norm,
+        key=_key(seed),
+        epoch=np.int32(0), best=params, best_norm=norm, best_loss=np.float32(np.inf), best_epoch=np.int32(0),
+        since_best=np.int32(0), stopped=np.bool_(False), diverged=np.bool_(False),
+    )
+
+
+def _key(seed: int) -> np.ndarray:
+    """A threefry key (2,) uint32 made on the host, as jax.random.PRNGKey(seed) would."""
+    return np.array([0, seed & 0xFFFFFFFF], np.uint32)
+
+
+def _opt_init(params: Params):
+    """Optimizer states built on the host: optax's init is traced once, abstractly, and
+    materialised with NumPy, so no device computation (and no compilation) is needed."""
+    # Every initial value is zero (moments, counters); the injected hyperparameters are
+    # overwritten before each step.
+    shapes = jax.eval_shape(optim.init, params)
+    return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+
+
+# Batched calls share the activation indices (grouped by the scheduler), so that each layer's
+# activation stays a real branch instead of a select over all eight.
+HYPER_AXES = Hyper(
+    arch=Arch(feat_mask=0, unit_mask=0, act=None, out_mask=0, batch_norm=0, layer_norm=0), opt=0, reg=0, task=0)
+
+
+def stack_hyper(hypers, s: int | None = None) -> Hyper:
+    """Stack per-session Hyper into one batched Hyper (``act`` taken from the first)."""
+    hs = [hypers] * s if s is not None else list(hypers)
+    stacked = jax.tree.map(lambda *a: np.stack(a), *hs)
+    return stacked._replace(arch=stacked.arch._replace(act=np.asarray(hs[0].arch.act)))
+
+
+def bucket(batch_size: int, buckets: tuple[int, ...]) -> int:
+    for cap in buckets:
+        if batch_size <= cap:
+            return cap
+    return buckets[-1]
+
+
+# --- the compiled functions ---------------------------------------------------------------
+
+
+@dataclass
+class Engine:
+    """Compiled training and frame functions for networks up to ``limits``."""
+
+    limits: Limits = field(default_factory=Limits)
+    chunk: int = 32  # epochs per compiled call (fewer run when asked)
+
+    def __post_init__(self) -> None:
+        _listen()
+        self.n_layers = self.limits.max_layers
+        self.n_max = 1 << max(int(np.ceil(np.log2(self.limits.max_points))), 4)
+        self.buckets = tuple(sorted({min(16, self.n_max), min(128, self.n_max), self.n_max}))
+        self.metric_names = metric_names(self.n_layers)
+        self._train = {
+            cap: jax.jit(partial(train_chunk, n_layers=self.n_layers, bcap=cap, chunk=self.chunk))
+            for cap in self.buckets
+        }
+        self._frame = jax.jit(partial(frame, n_layers=self.n_layers))
+        self._train_many = {
+            cap: jax.jit(jax.vmap(partial(train_chunk, n_layers=self.n_layers, bcap=cap, chunk=self.chunk),
+                                  in_axes=(0, 0, HYPER_AXES, None, None, None)))
+            for cap in self.buckets
+        }
+        self._frame_many = jax.jit(jax.vmap(partial(frame, n_layers=self.n_layers), in_axes=(0, 0, HYPER_AXES, None)))
+
+    def bucket(self, batch_size: int) -> int:
+        return bucket(batch_size, self.buckets)
+
+    def train(self, state, data, hyper, n_epochs: int, depth: int, batch_size: int, every: int = 1):
+        return self._train[self.bucket(batch_size)](
+            state, data, hyper, np.int32(n_epochs), np.int32(depth), np.int32(max(every, 1)))
+
+    def frame(self, state, data, hyper, depth: int):
+        return self._frame(state, data, hyper, np.int32(depth))
+
+    def train_many(self, states, datas, hypers, n_epochs: int, depth: int, cap: int, every: int):
+        """Step a stack of sessions (leading axis) that share depth, activations (``hypers``'
+        ``arch.act`` is one (L,) array), batch bucket, epoch count and measuring interval."""
+        return self._train_many[cap](states, datas, hypers, np.int32(n_epochs), np.int32(depth), np.int32(every))
+
+    def frame_many(self, states, datas, hypers, depth: int):
+        return self._frame_many(states, datas, hypers, np.int32(depth))
+
+    def warmup(self, *, batched_sizes: tuple[int, ...] = ()) -> None:
+        """Compile every function this engine will call (all buckets), so that no setting
+        change later triggers a compilation."""
+        run = Run(self, Config())
+        for cap in self.buckets:
+            jax.block_until_ready(self.train(run.state, run.data, run.hyper, 0, 0, cap))
+        jax.block_until_ready(self.frame(run.state, run.data, run.hyper, 0))
+        for s in batched_sizes:
+            stack = lambda t: jax.tree.map(lambda a: np.stack([a] * s), t)  # noqa: E731
+            st, da, hy = stack(run.state), stack(run.data), stack_hyper(run.hyper, s)
+            for cap in self.buckets:
+                jax.block_until_ready(self.train_many(st, da, hy, 0, 0, cap, 1))
+            jax.block_until_ready(self.frame_many(st, da, hy, 0))
+
+
+class Run:
+    """One training run whose settings can change while it trains."""
+
+    def __init__(self, engine: Engine, cfg: Config, *, split: datasets.Split | None = None):
+        self.engine = engine
+        self.cfg = cfg
+        self.split = split or datasets.split(cfg)
+        self.data = pad_points(engine.n_max, self.split)
+        self.hyper = hyper_from_config(cfg, self.split, engine.n_layers)
+        self._rng = np.random.default_rng(cfg.seed)
+        self.state = new_state(fresh_params(cfg, engine.n_layers, self._rng), engine.n_layers, cfg.seed)
+        self.history: list[np.ndarray] = []
+
+    @property
+    def depth(self) -> int:
+        return len(self.cfg.layers)
+
+    @property
+    def epoch(self) -> int:
+        return int(self.state.epoch)
+
+    def train(self, n_epochs: int, every: int = 1) -> np.ndarray:
+        """Train ``n_epochs`` (in chunks), measuring every ``every`` epochs; returns the new
+        metrics rows (k, M) (NaN rows between measurements)."""
+        rows = []
+        left = n_epochs
+        while left > 0:
+            k = min(left, self.engine.chunk)
+            self.state, hist, ok = self.engine.train(
+                self.state, self.data, self.hyper, k, self.depth, self.cfg.batch_size, every)
+            hist, ok = np.asarray(hist), np.asarray(ok)
+            rows.append(hist[ok])
+            left -= k
+            if not ok.all():  # stopped early or diverged
+                break
+        new = np.concatenate(rows) if rows else np.zeros((0, len(self.engine.metric_names)), np.float32)
+        self.history.extend(new)
+        return new
+
+    def frame(self):
+        out, neurons, row = self.engine.frame(self.state, self.data, self.hyper, self.depth)
+        return np.asarray(out), np.asarray(neurons), np.asarray(row)
+
+    def metrics(self, row: np.ndarray | None = None) -> dict:
+        """The latest metrics as a dict (confusion as a classes x classes list)."""
+        if row is None:
+            row = self.frame()[2]
+        return metrics_dict(row, self.engine.metric_names, self.cfg)
+
+    def set_config(self, new: Config) -> None:
+        """Apply a new config live. Data-affecting fields regenerate the points; architecture
+        or feature changes do network surgery; everything else is swapped in as data."""
+        old = self.cfg
+        data_keys = ("seed", "problem", "dataset", "classes", "n_points", "noise", "train_ratio", "class_ratio", "points")
+        if any(getattr(old, k) != getattr(new, k) for k in data_keys):
+            self.split = datasets.split(new)
+            self.data = pad_points(self.engine.n_max, self.split)
+        arch_keys = ("features", "layers", "classes", "problem", "output_activation", "batch_norm", "layer_norm")
+        if new.weights is not None and new.weights != old.weights:
+            self._replace_params(fresh_params(new, self.engine.n_layers, self._rng))
+        elif any(getattr(old, k) != getattr(new, k) for k in arch_keys) or old.n_outputs != new.n_outputs:
+            self._replace_params(surgery(self.state.params, old, new, self.engine.n_layers, self._rng))
+        if new.optimizer != old.optimizer:  # a fresh optimizer state for the new optimizer
+            self.state = self.state._replace(opt_state=jax.tree.map(np.asarray, _opt_init(self.state.params)))
+        self.cfg = new
+        self.hyper = hyper_from_config(new, self.split, self.engine.n_layers)
+        if new.early_stopping_patience != old.early_stopping_patience:
+            self.state = self.state._replace(stopped=np.bool_(False), since_best=np.int32(0))
+
+    def _replace_params(self, params: Params) -> None:
+        keep_epoch = self.state.epoch
+        st = new_state(params, self.engine.n_layers, int(self._rng.integers(2**31)))
+        self.state = st._replace(epoch=keep_epoch, norm=self.state.norm)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Fresh weights (and optimizer state), epoch 0; the data stay."""
+        self._rng = np.random.default_rng(self.cfg.seed if seed is None else seed)
+        cfg = self.cfg
+        self.state = new_state(fresh_params(cfg, self.engine.n_layers, self._rng), self.engine.n_layers, cfg.seed)
+        self.history = []
+
+    def regenerate(self, seed: int) -> None:
+        self.set_config(self.cfg.model_copy(update={"seed": seed}))
+
+    def set_param(self, layer: int, kind: str, i: int, j: int, value: float) -> None:
+        """Edit one weight (``kind='w'``, input i -> unit j) or bias (``kind='b'``, unit j) of
+        ``layer`` (0-based hidden layers; ``len(layers)`` is the output), in real indices."""
+        p = self.state.params
+        w, b, w_out, b_out = (np.array(a, copy=True) for a in (p.w, p.b, p.w_out, p.b_out))
+        is_out = layer == len(self.cfg.layers)
+        if kind == "w":
+            row = _input_rows(self.cfg)[i] if layer == 0 else i
+            if is_out:
+                w_out[row, j] = value
+            else:
+                w[layer, row, j] = value
+        elif is_out:
+            b_out[j] = value
+        else:
+            b[layer, j] = value
+        self.state = self.state._replace(params=p._replace(w=w, b=b, w_out=w_out, b_out=b_out), diverged=np.bool_(False))
+
+    def weights(self) -> list[dict]:
+        return export_weights(self.state.params, self.cfg)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs (n, outputs) for raw points (n, 2)."""
+        out = predict(self.state.params, self.state.norm, jnp.asarray(x, jnp.float32), self.hyper, self.depth)
+        return np.asarray(out)[:, : self.cfg.n_outputs]
+
+
+def metrics_dict(row: np.ndarray, names: tuple[str, ...], cfg: Config) -> dict:
+    d = {n: float(v) for n, v in zip(names, row) if not n.startswith("confusion_")}
+    k = cfg.classes if cfg.problem == "classification" else 0
+    conf = np.asarray(row[-K * K:]).reshape(K, K)[:k, :k]
+    d["confusion"] = conf.astype(int).tolist()
+    d["epoch"] = int(d["epoch"])
+    d["best_epoch"] = int(d["best_epoch"])
+    d["diverged"] = bool(d["diverged"])
+    d["stopped"] = bool(d["stopped"])
+    return d

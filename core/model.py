@@ -1,0 +1,202 @@
+"""A padded MLP: one traced shape for every architecture.
+
+Hidden layers are (D, D) matrices with D = 8; the network has ``L`` (max depth) of them and
+an output layer (D, K) with K = 5 (max classes). Which features, units and classes are in
+use is data (0/1 masks); which activation a layer uses is an integer index. The number of
+hidden layers in use, ``depth``, is the only thing that selects code, and it selects one of
+``L + 1`` branches compiled into the same executable, so changing it never recompiles.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from core.config import ACTIVATIONS, INITS, MAX_CLASSES
+
+D = 8  # padded width: inputs (7 features) and hidden units
+K = MAX_CLASSES  # padded outputs
+BN_EPS = 1e-3  # Keras' BatchNormalization epsilon
+LN_EPS = 1e-3
+
+
+class Params(NamedTuple):
+    w: jax.Array  # (L, D, D) hidden weights, inputs x units
+    b: jax.Array  # (L, D)
+    gamma: jax.Array  # (L, D) batch/layer norm scale
+    beta: jax.Array  # (L, D) batch/layer norm shift
+    w_out: jax.Array  # (D, K)
+    b_out: jax.Array  # (K,)
+
+
+class Arch(NamedTuple):
+    """The architecture as data. Every field is an array so that it can change freely."""
+
+    feat_mask: jax.Array  # (D,) 1 for features in use
+    unit_mask: jax.Array  # (L, D) 1 for units in use
+    act: jax.Array  # (L,) int32 index into ACTIVATIONS
+    out_mask: jax.Array  # (K,) 1 for outputs in use (1 unit, or one per class)
+    batch_norm: jax.Array  # () bool
+    layer_norm: jax.Array  # () bool
+
+
+def _elu(z):
+    return jnp.where(z > 0, z, jnp.expm1(jnp.minimum(z, 0.0)))
+
+
+ACTIVATION_FNS = {
+    "linear": lambda z: z,
+    "relu": jax.nn.relu,
+    "leaky_relu": lambda z: jnp.where(z > 0, z, 0.01 * z),  # slope 0.01 (Keras' ReLU(negative_slope) style)
+    "elu": _elu,
+    "gelu": lambda z: jax.nn.gelu(z, approximate=False),
+    "silu": jax.nn.silu,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+}
+assert tuple(ACTIVATION_FNS) == ACTIVATIONS
+
+
+def activate(z: jax.Array, index: jax.Array) -> jax.Array:
+    """Apply ACTIVATIONS[index] elementwise. Small arrays (a minibatch) evaluate every
+    candidate in one fused kernel and select, which is cheaper than a branch; large ones (the
+    grids, the whole data set) take a real branch. Every candidate has a finite gradient, so
+    no NaN leaks through the select."""
+    if z.shape[0] > 128:
+        return jax.lax.switch(index, list(ACTIVATION_FNS.values()), z)
+    out = jnp.zeros_like(z)
+    for i, fn in enumerate(ACTIVATION_FNS.values()):
+        out = jnp.where(index == i, fn(z), out)
+    return out
+
+
+def layers_run(depth, n_layers: int) -> int:
+    """How many layer slots the traced code visits: ``depth`` itself when it is a Python int
+    (a specialised branch), else all ``n_layers`` with the unused ones masked out."""
+    return depth if isinstance(depth, int) else n_layers
+
+
+def layer_masks(arch: Arch, depth, n_layers: int) -> tuple[list[jax.Array], jax.Array]:
+    """0/1 masks of the weights in use: hidden (D, D) per visited layer and the output (D, K).
+    ``depth`` is a Python int or a traced int32."""
+    masks = []
+    prev = arch.feat_mask
+    for layer in range(layers_run(depth, n_layers)):
+        on = (layer < depth) if not isinstance(depth, int) else True
+        masks.append(prev[:, None] * arch.unit_mask[layer][None, :] * on)
+        prev = jnp.where(on, arch.unit_mask[layer], prev)
+    return masks, prev[:, None] * arch.out_mask[None, :]
+
+
+def param_mask(arch: Arch, depth, n_layers: int) -> Params:
+    """Which parameters may change: the ones of units in use, in layers in use."""
+    hidden, out = layer_masks(arch, depth, n_layers)
+    zero = jnp.zeros((D, D), jnp.float32)
+    w = jnp.stack(hidden + [zero] * (n_layers - len(hidden))) if n_layers else jnp.zeros((0, D, D))
+    live = (jnp.arange(n_layers) < depth)[:, None] * arch.unit_mask
+    norm = (arch.batch_norm | arch.layer_norm).astype(jnp.float32)
+    return Params(w=w, b=live, gamma=live * norm, beta=live * norm, w_out=out, b_out=arch.out_mask)
+
+
+class Norm(NamedTuple):
+    """Batch-norm running statistics (inference mode)."""
+
+    mean: jax.Array  # (L, D)
+    var: jax.Array  # (L, D)
+
+
+def forward(
+    params: Params,
+    x: jax.Array,  # (n, D) features, unmasked
+    arch: Arch,
+    depth,
+    *,
+    norm: Norm,
+    rows: jax.Array | None = None,  # (n,) 1 for real rows; batch statistics in training
+    keep: jax.Array | None = None,  # (n, L, D) dropout keep mask already scaled by 1/(1-p)
+) -> tuple[jax.Array, list[jax.Array], list[tuple[jax.Array, jax.Array]]]:
+    """Returns output pre-activations (n, K), each hidden layer's activations (n, D), and the
+    batch statistics used per layer (training mode) for the running averages. ``depth`` is a
+    Python int (only those layers are built) or a traced int32 (all slots, later ones skipped)."""
+    h = x * arch.feat_mask
+    hidden, stats = [], []
+    n_layers = params.w.shape[0]
+    for layer in range(layers_run(depth, n_layers)):
+        dense = partial(_dense, params, arch, layer, norm, rows, None if keep is None else keep[:, layer])
+        if isinstance(depth, int):
+            h, a, mu, var = dense(h)
+        else:  # a real conditional when depth is not batched: unused layers cost nothing
+            skip = lambda h: (h, jnp.zeros_like(h), jnp.zeros(D, h.dtype), jnp.ones(D, h.dtype))  # noqa: E731
+            h, a, mu, var = jax.lax.cond(layer < depth, dense, skip, h)
+        hidden.append(a)
+        stats.append((mu, var))
+    return h @ params.w_out + params.b_out, hidden, stats
+
+
+def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, h):
+    """One hidden layer: Dense, optional batch/layer norm, activation, unit mask, dropout.
+    Returns (next input, activations, batch mean, batch variance)."""
+    z = h @ params.w[layer] + params.b[layer]
+    um = arch.unit_mask[layer]
+    if rows is not None:  # training: this batch's statistics
+        cnt = jnp.maximum(rows.sum(), 1.0)
+        mu = (z * rows[:, None]).sum(0) / cnt
+        var = (((z - mu) ** 2) * rows[:, None]).sum(0) / cnt
+    else:
+        mu, var = norm.mean[layer], norm.var[layer]
+    g, be = params.gamma[layer], params.beta[layer]
+
+    def batch_norm(z):
+        return (z - mu) * jax.lax.rsqrt(var + BN_EPS) * g + be
+
+    def layer_norm(z):
+        nu = jnp.maximum(um.sum(), 1.0)
+        lmu = (z * um).sum(-1, keepdims=True) / nu
+        lvar = (((z - lmu) ** 2) * um).sum(-1, keepdims=True) / nu
+        return (z - lmu) * jax.lax.rsqrt(lvar + LN_EPS) * g + be
+
+    # Selects, not branches: on these small arrays a conditional costs more than the work.
+    z = jnp.where(arch.batch_norm, batch_norm(z), z)
+    z = jnp.where(arch.layer_norm, layer_norm(z), z)
+    a = activate(z, arch.act[layer]) * um
+    nxt = a if keep is None else a * keep
+    return nxt, a, mu, var
+
+
+def init_params(rng: np.random.Generator, n_layers: int, init: str, fan_in, fan_out) -> Params:
+    """Fresh parameters for every padded slot, drawn on the host (no device compilation).
+
+    ``fan_in``/``fan_out``: (n_layers + 1,) the real layer sizes, used by glorot and he so that
+    a 2-4-1 net gets the scale Keras would give it. ``uniform`` is TensorFlow Playground's:
+    weights U(-0.5, 0.5), biases 0.1."""
+    assert init in INITS
+    shapes = [(D, D)] * n_layers + [(D, K)]
+    ws = []
+    for i, shape in enumerate(shapes):
+        fi, fo = max(float(fan_in[i]), 1.0), max(float(fan_out[i]), 1.0)
+        if init == "glorot_uniform":
+            lim = np.sqrt(6.0 / (fi + fo))
+            ws.append(rng.uniform(-lim, lim, shape))
+        elif init == "he_normal":  # Keras: normal truncated at 2 std, std sqrt(2 / fan_in)
+            z = rng.standard_normal(shape)
+            while np.any(bad := np.abs(z) > 2):
+                z[bad] = rng.standard_normal(int(bad.sum()))
+            ws.append(z * np.sqrt(2.0 / fi) / 0.87962566)
+        elif init == "uniform":
+            ws.append(rng.uniform(-0.5, 0.5, shape))
+        else:
+            ws.append(np.zeros(shape))
+    bias = 0.1 if init == "uniform" else 0.0
+    f = np.float32
+    return Params(
+        w=np.stack(ws[:-1]).astype(f) if n_layers else np.zeros((0, D, D), f),
+        b=np.full((n_layers, D), bias, f),
+        gamma=np.ones((n_layers, D), f),
+        beta=np.zeros((n_layers, D), f),
+        w_out=ws[-1].astype(f),
+        b_out=np.full((K,), bias, f),
+    )

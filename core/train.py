@@ -1,0 +1,312 @@
+"""The jit-compiled training chunk and visualisation frame, for one session or many (vmap).
+
+Everything that may change while a session runs is an array in ``Hyper`` (architecture
+masks, activation indices, optimizer choice and settings, regularizer rates, batch size…).
+Static are only: the maximum depth ``n_layers``, the padded point count ``N``, the batch
+capacity ``bcap`` (a few buckets cover batch sizes 1..N) and the epochs per call ``chunk``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from core import optim
+from core.data import features
+from core.losses import outputs, per_row_loss, positive_prob, predicted_class
+from core.metrics import evaluate, names
+from core.model import D, K, Arch, Norm, Params, forward, layer_masks, param_mask
+from core.optim import OptHyper
+
+GRID = 100  # output heatmap resolution, on [-6, 6]^2
+NEURON_GRID = 20  # per-neuron heatmap resolution
+BN_MOMENTUM = 0.9  # running statistics for inference; faster than Keras' 0.99 for short runs
+
+
+class Task(NamedTuple):
+    out_act: jax.Array  # () int32
+    loss: jax.Array  # () int32
+    out_mask: jax.Array  # (K,)
+    classification: jax.Array  # () bool
+    n_classes: jax.Array  # () int32 (1 for regression)
+    class_w: jax.Array  # (K,) per-class loss weight
+    batch_size: jax.Array  # () int32
+    shuffle: jax.Array  # () bool
+    patience: jax.Array  # () int32, 0 = no early stopping
+    n_train: jax.Array  # () int32
+    n_test: jax.Array  # () int32
+
+
+class Reg(NamedTuple):
+    l1: jax.Array
+    l2: jax.Array
+    dropout: jax.Array
+    input_noise: jax.Array
+    jitter: jax.Array
+    flip_x1: jax.Array  # () bool
+    flip_x2: jax.Array  # () bool
+
+
+class Hyper(NamedTuple):
+    arch: Arch
+    opt: OptHyper
+    reg: Reg
+    task: Task
+
+
+class Data(NamedTuple):
+    x_train: jax.Array  # (N, 2) raw x1, x2; rows >= n_train are padding
+    y_train: jax.Array  # (N,)
+    x_test: jax.Array  # (N, 2)
+    y_test: jax.Array  # (N,)
+
+
+class TrainState(NamedTuple):
+    params: Params
+    opt_state: tuple
+    norm: Norm
+    key: jax.Array  # (2,) uint32
+    epoch: jax.Array  # () int32, epochs trained
+    best: Params  # early stopping: the weights with the lowest test loss so far
+    best_norm: Norm
+    best_loss: jax.Array
+    best_epoch: jax.Array
+    since_best: jax.Array
+    stopped: jax.Array  # () bool, early stopping fired
+    diverged: jax.Array  # () bool, loss or weights not finite
+
+
+def padded_features(x: jax.Array) -> jax.Array:
+    """(n, 2) -> (n, D): the seven features and a zero column."""
+    f = features(x)
+    return jnp.concatenate([f, jnp.zeros(f.shape[:-1] + (D - f.shape[-1],), f.dtype)], -1)
+
+
+def penalty(params: Params, arch: Arch, depth, reg: Reg) -> jax.Array:
+    """L1 and L2 of the weights in use (biases and norm parameters are not penalised)."""
+    hidden, out = layer_masks(arch, depth, params.w.shape[0])
+    ws = [params.w[i] * m for i, m in enumerate(hidden)] + [params.w_out * out]
+    l1 = sum(jnp.abs(w).sum() for w in ws)
+    l2 = sum((w * w).sum() for w in ws)
+    return reg.l1 * l1 + reg.l2 * l2
+
+
+def _objective(params, x, y, rows, keep, norm, hyper: Hyper, depth: int):
+    task = hyper.task
+    z, _, stats = forward(params, x, hyper.arch, depth, norm=norm, rows=rows, keep=keep)
+    loss = per_row_loss(z, y, task.out_act, task.loss, task.out_mask, task.classification)
+    w = jnp.where(task.classification, task.class_w[jnp.clip(y.astype(jnp.int32), 0, K - 1)], 1.0)
+    data = (loss * w * rows).sum() / jnp.maximum(rows.sum(), 1.0)
+    return data + penalty(params, hyper.arch, depth, hyper.reg), stats
+
+
+def _augment(x: jax.Array, reg: Reg, key: jax.Array) -> jax.Array:
+    """Input noise and augmentation of the (already shuffled) training points."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = x + jax.random.normal(k1, x.shape) * (reg.input_noise + reg.jitter)
+    flips = jax.random.bernoulli(k2, 0.5, x.shape) & jnp.stack([reg.flip_x1, reg.flip_x2])
+    del k3
+    return jnp.where(flips, -x, x)
+
+
+def _tree_where(c, a, b):
+    return jax.tree.map(lambda u, v: jnp.where(c, u, v), a, b)
+
+
+def _finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
+
+
+def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bcap: int, measure, epochs_since):
+    """One pass over the training points in minibatches; metrics only when ``measure``."""
+    task, reg = hyper.task, hyper.reg
+    N = data.x_train.shape[0]
+    key, k_perm, k_aug, k_drop = jax.random.split(state.key, 4)
+    n = jnp.maximum(task.n_train, 1)
+    valid = jnp.arange(N) < task.n_train
+    perm = lax.cond(
+        task.shuffle,
+        lambda: jnp.argsort(jnp.where(valid, jax.random.uniform(k_perm, (N,)), 2.0)),
+        lambda: jnp.arange(N),
+    )
+    x, y = data.x_train[perm], data.y_train[perm]
+    noisy = (reg.input_noise > 0) | (reg.jitter > 0) | reg.flip_x1 | reg.flip_x2
+    x = lax.cond(noisy, lambda: _augment(x, reg, k_aug), lambda: x)
+    feats = jnp.concatenate([padded_features(x), jnp.zeros((bcap, D))])
+    ys = jnp.concatenate([y, jnp.zeros((bcap,))])
+    B = jnp.clip(task.batch_size, 1, n)
+    n_updates = (n + B - 1) // B
+    lr = optim.schedule(state.epoch, hyper.opt)
+    mask = param_mask(hyper.arch, depth, n_layers)
+    grad_fn = jax.value_and_grad(_objective, has_aux=True)
+
+    def update(i, carry):
+        params, opt_state, norm, gsum = carry
+        start = i * B
+        xb = lax.dynamic_slice(feats, (start, 0), (bcap, D))
+        yb = lax.dynamic_slice(ys, (start,), (bcap,))
+        rows = ((jnp.arange(bcap) < B) & (start + jnp.arange(bcap) < n)).astype(jnp.float32)
+        p = reg.dropout
+        keep = lax.cond(
+            p > 0,
+            lambda: (jax.random.uniform(jax.random.fold_in(k_drop, i), (bcap, n_layers, D)) >= p) / (1 - p),
+            lambda: jnp.ones((bcap, n_layers, D)),
+        )
+        (_, stats), grads = grad_fn(params, xb, yb, rows, keep, norm, hyper, depth)
+        grads = jax.tree.map(jnp.multiply, grads, mask)
+        upd, opt_state = optim.update(grads, opt_state, params, lr, hyper.opt)
+        params = jax.tree.map(lambda p_, u, m: p_ + u * m, params, upd, mask)
+        if stats:
+            k = len(stats)
+            on = (jnp.arange(n_layers) < depth)[:, None] * (jnp.arange(n_layers) < k)[:, None]
+            mu = jnp.stack([s[0] for s in stats] + [norm.mean[j] for j in range(k, n_layers)])
+            var = jnp.stack([s[1] for s in stats] + [norm.var[j] for j in range(k, n_layers)])
+            m = jnp.where(on, BN_MOMENTUM, 1.0)
+            norm = Norm(m * norm.mean + (1 - m) * mu, m * norm.var + (1 - m) * var)
+        gn = jnp.stack(
+            [jnp.sqrt((grads.w[j] ** 2).sum() + (grads.b[j] ** 2).sum()) for j in range(n_layers)]
+            + [jnp.sqrt((grads.w_out**2).sum() + (grads.b_out**2).sum())]
+        )
+        return params, opt_state, norm, gsum + gn
+
+    carry = (state.params, state.opt_state, state.norm, jnp.zeros(n_layers + 1))
+    params, opt_state, norm, gsum = lax.fori_loop(0, n_updates, update, carry)
+    state = state._replace(params=params, opt_state=opt_state, norm=norm, key=key, epoch=state.epoch + 1)
+    M = len(names(n_layers))
+    diverged = ~_finite(params)
+    row = lax.cond(
+        measure | diverged,
+        lambda s: _measure(s, data, hyper, depth, lr, gsum / n_updates.astype(jnp.float32), epochs_since),
+        lambda s: (s, jnp.full((M,), jnp.nan, jnp.float32)),
+        state._replace(diverged=diverged),
+    )
+    return row
+
+
+def _measure(state: TrainState, data: Data, hyper: Hyper, depth, lr, gnorm, epochs_since):
+    """Metrics after an epoch, divergence, and early stopping on the test loss (the lecture's
+    "validation error"), which restores the best weights when patience runs out."""
+    task = hyper.task
+    m = _metrics(state, data, hyper, depth)
+    diverged = state.diverged | ~jnp.isfinite(m["train_loss"])
+    better = m["test_loss"] < state.best_loss
+    since = jnp.where(better, 0, state.since_best + epochs_since)
+    state = state._replace(
+        best=_tree_where(better, state.params, state.best),
+        best_norm=_tree_where(better, state.norm, state.best_norm),
+        best_loss=jnp.where(better, m["test_loss"], state.best_loss),
+        best_epoch=jnp.where(better, state.epoch, state.best_epoch),
+        since_best=since,
+        diverged=diverged,
+    )
+    stop = (task.patience > 0) & (since >= task.patience) & ~diverged
+    state = state._replace(
+        params=_tree_where(stop, state.best, state.params),
+        norm=_tree_where(stop, state.best_norm, state.norm),
+        stopped=stop,
+    )
+    return state, _row(m, state, lr, gnorm, hyper, depth)
+
+
+def _metrics(state: TrainState, data: Data, hyper: Hyper, depth: int) -> dict:
+    task = hyper.task
+    N = data.x_train.shape[0]
+    rows_tr = (jnp.arange(N) < task.n_train).astype(jnp.float32)
+    rows_te = (jnp.arange(N) < task.n_test).astype(jnp.float32)
+    z_tr, _, _ = forward(state.params, padded_features(data.x_train), hyper.arch, depth, norm=state.norm)
+    z_te, _, _ = forward(state.params, padded_features(data.x_test), hyper.arch, depth, norm=state.norm)
+    return evaluate(z_tr, data.y_train, rows_tr, z_te, data.y_test, rows_te, task)
+
+
+def _row(m: dict, state: TrainState, lr, gnorm, hyper: Hyper, depth: int) -> jax.Array:
+    reg_loss = penalty(state.params, hyper.arch, depth, hyper.reg)
+    head = jnp.stack([
+        state.epoch.astype(jnp.float32), m["train_loss"], m["test_loss"], m["train_accuracy"],
+        m["test_accuracy"], m["precision"], m["recall"], m["f1"], m["mse"], m["mae"], m["r2"],
+        jnp.asarray(lr, jnp.float32), reg_loss, state.diverged.astype(jnp.float32),
+        state.stopped.astype(jnp.float32), state.best_epoch.astype(jnp.float32),
+    ])
+    return jnp.concatenate([head, gnorm, m["confusion"].reshape(-1)]).astype(jnp.float32)
+
+
+def train_chunk(
+    state: TrainState, data: Data, hyper: Hyper, n_epochs: jax.Array, depth: jax.Array, every: jax.Array,
+    *, n_layers: int, bcap: int, chunk: int,
+) -> tuple[TrainState, jax.Array, jax.Array]:
+    """Train up to ``chunk`` epochs (``n_epochs`` of them; fewer if early stopping fires or the
+    run diverges). Metrics are measured every ``every`` epochs and after the last one; the
+    history (chunk, M) holds NaN rows in between. Returns (state, history, (chunk,) trained).
+
+    ``n_epochs``, ``depth`` and ``every`` are shared by all sessions of a batched call, so the
+    conditionals on them stay real branches under ``vmap`` (skipped work costs nothing)."""
+    M = len(names(n_layers))
+
+    def step(state, i):
+        go = (i < n_epochs) & ~state.stopped & ~state.diverged
+        measure = ((i + 1) % every == 0) | (i == n_epochs - 1)
+        since = jnp.where(i == n_epochs - 1, (i % every) + 1, every)
+        return lax.cond(
+            go,
+            lambda s: _with_ok(*_epoch(s, data, hyper, depth, n_layers, bcap, measure, since), True),
+            lambda s: _with_ok(s, jnp.full((M,), jnp.nan, jnp.float32), False),
+            state,
+        )
+
+    state, (rows, ok) = lax.scan(step, state, jnp.arange(chunk))
+    return state, rows, ok
+
+
+def _with_ok(state, row, ok):
+    return state, (row, jnp.asarray(ok))
+
+
+def _grid_points(n: int) -> np.ndarray:
+    """(n*n, 2): row r is x2 = 6 - 12 r/(n-1) (top is +6), column c is x1 = -6 + 12 c/(n-1)."""
+    t = np.linspace(-6.0, 6.0, n, dtype=np.float32)
+    x1, x2 = np.meshgrid(t, t[::-1])
+    return np.stack([x1.ravel(), x2.ravel()], 1)
+
+
+def quantise(v: jax.Array, lo: float, hi: float) -> jax.Array:
+    """Map [lo, hi] to 0..255 (clipped); NaN becomes the midpoint so no NaN reaches a canvas."""
+    v = jnp.where(jnp.isfinite(v), v, (lo + hi) / 2)
+    return jnp.round((jnp.clip(v, lo, hi) - lo) / (hi - lo) * 255).astype(jnp.uint8)
+
+
+def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, *, n_layers: int):
+    """What the page draws: the output heatmap (2, GRID, GRID) uint8 (channel 0: class-1
+    probability / top-class confidence / regression value mapped from [-1, 1]; channel 1:
+    predicted class), each hidden neuron's activation on a NEURON_GRID grid (L, D, G, G) uint8
+    (value mapped from [-1, 1]), and the current metrics row."""
+    task = hyper.task
+    big = padded_features(jnp.asarray(_grid_points(GRID)))
+    small = padded_features(jnp.asarray(_grid_points(NEURON_GRID)))
+    G = NEURON_GRID
+
+    def for_depth(d):
+        def run(state):
+            z, _, _ = forward(state.params, big, hyper.arch, d, norm=state.norm)
+            out = outputs(z, task.out_act, task.out_mask)
+            value = jnp.where(task.classification, positive_prob(out, task.out_act), (out[:, 0] + 1) / 2)
+            value = quantise(value, 0.0, 1.0).reshape(GRID, GRID)
+            cls = predicted_class(out, task.out_act).astype(jnp.uint8).reshape(GRID, GRID)
+            _, hidden, _ = forward(state.params, small, hyper.arch, d, norm=state.norm)
+            neurons = [quantise(h.T, -1.0, 1.0).reshape(D, G, G) for h in hidden]
+            grids = jnp.stack(neurons) if n_layers else jnp.zeros((0, D, G, G), jnp.uint8)
+            m = _metrics(state, data, hyper, d)
+            row = _row(m, state, optim.schedule(jnp.maximum(state.epoch - 1, 0), hyper.opt), jnp.zeros(n_layers + 1), hyper, d)
+            return jnp.stack([value, cls]), grids, row
+
+        return run
+
+    return for_depth(depth)(state)
+
+
+def predict(params: Params, norm: Norm, x: jax.Array, hyper: Hyper, depth: int) -> jax.Array:
+    """Outputs (n, K) for raw points (n, 2), inference mode. ``depth`` is a Python int."""
+    z, _, _ = forward(params, padded_features(x), hyper.arch, depth, norm=norm)
+    return outputs(z, hyper.task.out_act, hyper.task.out_mask)
