@@ -1,0 +1,1 @@
+"""nnplay's web app: FastAPI routes, websocket sessions and the training scheduler."""

@@ -1,0 +1,114 @@
+"""App factory: routes, lifespan (engine compile, scheduler), security headers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from core.config import json_schema
+from core.engine import Engine, enable_compilation_cache
+
+from app import presets
+from app.metrics import Metrics
+from app.scheduler import Scheduler
+from app.settings import Settings
+from app.ws import serve_session
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("nnplay")
+
+
+class AppState:
+    """Everything one app instance owns (no module-level mutable state)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.engine = Engine(settings.limits)
+        self.scheduler = Scheduler(self.engine, self.metrics, frame_rate=settings.frame_rate,
+                                   idle_pause_s=settings.idle_pause_s,
+                                   batched_sizes=tuple(b for b in settings.warmup_sessions if b > 1))
+        self.sessions: dict = {}
+        self.per_ip: dict[str, int] = {}
+        self.next_id = 0
+        self.ready = threading.Event()
+        self.warmup_seconds: float | None = None
+        self.presets = presets.validated()
+
+    def warm(self) -> None:
+        t = time.perf_counter()
+        self.engine.warmup(batched_sizes=tuple(b for b in self.settings.warmup_sessions if b > 1))
+        self.warmup_seconds = time.perf_counter() - t
+        self.ready.set()
+        log.info("engine ready in %.1f s", self.warmup_seconds)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        enable_compilation_cache(settings.jax_cache)
+        state = AppState(settings)
+        app.state.nn = state
+        warm = asyncio.get_running_loop().run_in_executor(None, state.warm)
+        state.scheduler.start()
+        try:
+            yield
+        finally:
+            state.scheduler.stop()
+            await asyncio.wait_for(asyncio.shield(warm), timeout=None) if not warm.done() else None
+
+    app = FastAPI(title="nnplay", version="0.1.0", lifespan=lifespan)
+    templates = Jinja2Templates(directory=str(ROOT / "templates"))
+    app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            f"connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; frame-ancestors {settings.frame_ancestors}"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def index(request: Request):
+        return templates.TemplateResponse(request, "index.html", {"version": app.version})
+
+    @app.get("/healthz")
+    async def healthz(request: Request):
+        st: AppState = request.app.state.nn
+        ready = st.ready.is_set()
+        body = {"status": "ok" if ready else "warming up", "ready": ready, "sessions": len(st.sessions),
+                "warmup_seconds": st.warmup_seconds}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/api/schema")
+    async def schema():
+        return json_schema()
+
+    @app.get("/api/presets")
+    async def get_presets(request: Request):
+        return request.app.state.nn.presets
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request):
+        return Response(request.app.state.nn.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket):
+        await serve_session(websocket, websocket.app.state.nn)
+
+    return app

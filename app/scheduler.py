@@ -1,0 +1,211 @@
+"""One thread steps every playing session, in batched engine calls, off the event loop.
+
+Each tick: apply queued commands, train the sessions that play (grouped by what a batched
+call must share: depth, activations, batch bucket, epochs), compute their frames, publish
+them latest-wins, then adapt the "auto" epochs-per-frame to hold the frame rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Callable
+
+import jax
+import numpy as np
+
+from core.config import ConfigError
+from core.engine import Engine, stack_hyper
+
+from app.metrics import Metrics
+from app.session import Command, Session
+
+log = logging.getLogger("nnplay.scheduler")
+
+
+def _stack(trees: list):
+    return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *trees)
+
+
+def _unstack(tree, n: int) -> list:
+    leaves, treedef = jax.tree.flatten(tree)
+    leaves = [np.asarray(a) for a in leaves]
+    return [jax.tree.unflatten(treedef, [a[i] for a in leaves]) for i in range(n)]
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, metrics: Metrics, *, frame_rate: float, idle_pause_s: float,
+                 batched_sizes: tuple[int, ...] = (), reply: Callable[[Session, dict], None] | None = None):
+        self.engine = engine
+        self.metrics = metrics
+        self.period = 1.0 / frame_rate
+        self.idle_pause_s = idle_pause_s
+        self.batched_sizes = tuple(sorted(batched_sizes))
+        self.sessions: dict[int, Session] = {}
+        self.auto_epochs = 1
+        self.reply = reply or (lambda s, msg: None)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="nnplay-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def add(self, s: Session) -> None:
+        with self.lock:
+            self.sessions[s.id] = s
+        self._wake.set()
+
+    def remove(self, s: Session) -> None:
+        with self.lock:
+            self.sessions.pop(s.id, None)
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                busy = self.tick()
+            except Exception:  # never let one bad tick stop the playground
+                log.exception("scheduler tick failed")
+                busy = False
+            spent = time.perf_counter() - t0
+            if busy:
+                self._adapt(spent)
+            wait = max(self.period - spent, 0.0) if busy else 0.25
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _adapt(self, spent: float) -> None:
+        """Auto speed: as many epochs per frame as the frame period allows."""
+        if spent < 0.6 * self.period:
+            self.auto_epochs = min(self.engine.chunk, self.auto_epochs + max(1, self.auto_epochs // 4))
+        elif spent > self.period:
+            self.auto_epochs = max(1, int(self.auto_epochs * 0.7))
+
+    def tick(self) -> bool:
+        with self.lock:
+            sessions = [s for s in self.sessions.values() if not s.closed]
+        now = time.monotonic()
+        for s in sessions:
+            for cmd in s.drain():
+                self._apply(s, cmd)
+            if s.playing and now - s.last_seen > self.idle_pause_s:
+                s.playing = False
+                s.dirty = True
+                self.reply(s, {"type": "notice", "message": "paused: no activity for a while"})
+        work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
+        for s in sessions:
+            n = s.wants_training()
+            if n and not s.step_epochs:
+                n = self.auto_epochs if s.speed == "auto" else int(s.speed)
+            if n:
+                r = s.run
+                key = (r.depth, tuple(np.asarray(r.hyper.arch.act).tolist()), self.engine.bucket(r.cfg.batch_size), n)
+                work[key].append((s, n))
+        trained: dict[int, np.ndarray] = {}
+        t0 = time.perf_counter()
+        for key, group in work.items():
+            trained.update(self._train_group(key, group))
+        if work:
+            self.metrics.step_seconds.observe(time.perf_counter() - t0)
+        for s in sessions:
+            if s.id in trained or s.dirty:
+                t1 = time.perf_counter()
+                out, neurons, row = s.run.frame()
+                s.publish(out, neurons, row, trained.get(s.id, np.zeros((0, len(self.engine.metric_names)))))
+                s.dirty = False
+                self.metrics.frame_seconds.observe(time.perf_counter() - t1)
+                if row[self.engine.metric_names.index("diverged")] > 0 or row[self.engine.metric_names.index("stopped")] > 0:
+                    s.playing = False
+        return bool(work)
+
+    def _train_group(self, key: tuple, group: list[tuple[Session, int]]) -> dict[int, np.ndarray]:
+        depth, _, cap, n = key
+        out: dict[int, np.ndarray] = {}
+        sizes = [b for b in self.batched_sizes if b > 1]
+        i = 0
+        while i < len(group):
+            rest = len(group) - i
+            size = next((b for b in sizes if b >= rest), sizes[-1] if sizes else 1)
+            part = group[i:i + size] if size > 1 else group[i:i + 1]
+            if size <= 1 or len(part) == 1:
+                s, k = part[0]
+                out[s.id] = self._train_one(s, k)
+                i += 1
+                continue
+            runs = [s.run for s, _ in part]
+            pad = runs + [runs[0]] * (size - len(runs))
+            states, hist, ok = self.engine.train_many(
+                _stack([r.state for r in pad]), _stack([r.data for r in pad]),
+                stack_hyper([r.hyper for r in pad]), n, depth, cap, n)
+            new_states = _unstack(states, len(runs))
+            hist, ok = np.asarray(hist), np.asarray(ok)
+            for j, (s, _) in enumerate(part):
+                s.run.state = new_states[j]
+                out[s.id] = hist[j][ok[j]]
+                self._count(s, int(ok[j].sum()))
+            i += len(part)
+        return out
+
+    def _train_one(self, s: Session, n: int) -> np.ndarray:
+        rows = s.run.train(n, every=n)
+        self._count(s, len(rows))
+        return rows
+
+    def _count(self, s: Session, epochs: int) -> None:
+        self.metrics.epochs.inc(epochs)
+        if s.step_epochs:
+            s.step_epochs = 0
+
+    # --- commands ------------------------------------------------------------------------
+
+    def _apply(self, s: Session, cmd: Command) -> None:
+        k, a = cmd.kind, cmd.args
+        try:
+            if k == "config":
+                s.run.set_config(a["config"])
+                s.version += 1
+            elif k == "play":
+                s.playing = True
+            elif k == "pause":
+                s.playing = False
+            elif k == "step":
+                s.step_epochs = a["epochs"]
+                s.playing = False
+            elif k == "reset":
+                s.run.reset(a.get("seed"))
+                s.version += 1
+            elif k == "speed":
+                s.speed = a["speed"]
+            elif k == "set_weight":
+                s.run.set_param(a["layer"], a["kind"], a["i"], a["j"], a["value"])
+                s.version += 1
+            s.dirty = True
+            if cmd.reply:
+                cmd.reply({"type": "ack", "of": k, "id": a.get("id"), "version": s.version, "playing": s.playing})
+                if k in ("config", "reset"):
+                    cmd.reply(s.state_message())
+        except ConfigError as err:
+            if cmd.reply:
+                cmd.reply({"type": "error", "message": err.messages[0], "messages": err.messages})
+        except Exception as err:  # report, keep the session and the server going
+            log.exception("command %s failed", k)
+            if cmd.reply:
+                cmd.reply({"type": "error", "message": f"{k} failed: {type(err).__name__}"})

@@ -1,0 +1,186 @@
+"""One websocket session: a training ``Run`` plus what the page needs to follow it.
+
+The scheduler thread owns every mutation of the run: the websocket handler validates a
+message, queues a command, and the scheduler applies it before its next step. Frames are
+latest-wins: a slow client gets fewer frames, never a growing queue.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from core.config import Config, Point
+from core.engine import Engine, Run, metrics_dict
+
+# Metrics kept in the incremental history sent to the page (one row per measured frame).
+HISTORY_FIELDS = ("epoch", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "learning_rate")
+MAX_PENDING_HISTORY = 2000
+
+
+@dataclass
+class Command:
+    kind: str
+    args: dict = field(default_factory=dict)
+    reply: Callable[[dict], None] | None = None
+
+
+class Session:
+    def __init__(self, sid: int, engine: Engine, cfg: Config, notify: Callable[["Session"], None]):
+        self.id = sid
+        self.engine = engine
+        self.run = Run(engine, cfg)
+        self.version = 1
+        self.playing = False
+        self.speed: int | str = "auto"
+        self.step_epochs = 0  # queued "step N" epochs
+        self.commands: deque[Command] = deque()
+        self.lock = threading.Lock()
+        self.notify = notify
+        self.last_seen = time.monotonic()
+        self.closed = False
+        self.dirty = True  # a frame should be produced even when paused
+        # Latest frame parts (written by the scheduler) and history not yet sent.
+        self._frame: tuple[dict, list[np.ndarray]] | None = None
+        self._history: list[list[float]] = []
+        self.frames_dropped = 0
+        self._idx = {n: i for i, n in enumerate(engine.metric_names)}
+
+    # --- called from the event loop --------------------------------------------------
+
+    def submit(self, cmd: Command) -> None:
+        with self.lock:
+            self.commands.append(cmd)
+
+    def take_frame(self) -> bytes | None:
+        """The newest frame with every history row since the last one sent, or None."""
+        with self.lock:
+            if self._frame is None:
+                return None
+            header, parts = self._frame
+            self._frame = None
+            history, self._history = self._history, []
+        header = {**header, "history": history}
+        return encode_frame(header, parts)
+
+    # --- called from the scheduler thread ---------------------------------------------
+
+    def drain(self) -> list[Command]:
+        with self.lock:
+            cmds = list(self.commands)
+            self.commands.clear()
+        return cmds
+
+    def wants_training(self) -> int:
+        """Epochs to train this tick (0: none)."""
+        if self.step_epochs:
+            return self.step_epochs
+        return 1 if self.playing else 0
+
+    def publish(self, out: np.ndarray, neurons: np.ndarray, row: np.ndarray, hist_rows: np.ndarray) -> None:
+        """Store a frame (replacing an unsent one) and append measured history rows."""
+        cfg = self.run.cfg
+        m = metrics_dict(row, self.engine.metric_names, cfg)
+        finite = {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in m.items()}
+        units = [layer.units for layer in cfg.layers]
+        multi = cfg.n_outputs > 1
+        parts = [np.ascontiguousarray(out[0])]
+        if multi:
+            parts.append(np.ascontiguousarray(out[1]))
+        for j, u in enumerate(units):
+            parts.append(np.ascontiguousarray(neurons[j, :u]))
+        weights = self.run.weights()
+        flat = np.concatenate([np.ravel(np.array(lw["w"], np.float32)) for lw in weights]
+                              + [np.array(lw["b"], np.float32) for lw in weights])
+        flat = np.nan_to_num(flat, nan=0.0, posinf=3.4e38, neginf=-3.4e38).astype(np.float32)
+        parts.append(flat)
+        header = {
+            "type": "frame", "version": self.version, "epoch": int(self.run.epoch), "playing": self.playing,
+            "diverged": bool(m["diverged"]), "stopped": bool(m["stopped"]), "units": units,
+            "features": list(cfg.features), "outputs": cfg.n_outputs, "classes": cfg.classes if cfg.problem == "classification" else 0,
+            "grid": int(out.shape[-1]), "neuron_grid": int(neurons.shape[-1]) if neurons.size else 0,
+            "sections": [], "metrics": finite,
+        }
+        offset = 0
+        names = ["output"] + (["output_class"] if multi else []) + [f"layer{j}" for j in range(len(units))] + ["weights"]
+        for name, p in zip(names, parts):
+            header["sections"].append({"name": name, "dtype": str(p.dtype), "shape": list(p.shape), "offset": offset})
+            offset += p.nbytes
+        rows = []
+        for r in hist_rows:
+            if np.isfinite(r[self._idx["train_loss"]]) or r[self._idx["diverged"]] > 0:
+                rows.append([_num(r[self._idx[f]]) for f in HISTORY_FIELDS])
+        with self.lock:
+            if self._frame is not None:
+                self.frames_dropped += 1
+            self._frame = (header, parts)
+            self._history.extend(rows)
+            del self._history[:-MAX_PENDING_HISTORY]
+        self.notify(self)
+
+    def state_message(self) -> dict:
+        cfg = self.run.cfg
+        return {
+            "type": "state", "version": self.version, "config": cfg.model_dump(exclude_none=True, exclude={"weights"}),
+            "playing": self.playing, "speed": self.speed, "epoch": int(self.run.epoch),
+            "n_params": cfg.n_params, "history_fields": list(HISTORY_FIELDS),
+            "points": {"train": _points(self.run.split.x_train, self.run.split.y_train),
+                       "test": _points(self.run.split.x_test, self.run.split.y_test)},
+        }
+
+    def add_points(self, pts: list[Point]) -> Config:
+        cfg = self.run.cfg
+        existing = cfg.points if cfg.dataset == "custom" and cfg.points else _as_points(self.run)
+        return cfg.model_copy(update={"dataset": "custom", "points": list(existing) + list(pts)})
+
+    def remove_points(self, x1: float, x2: float) -> Config:
+        """Remove the point nearest to (x1, x2)."""
+        cfg = self.run.cfg
+        existing = list(cfg.points) if cfg.dataset == "custom" and cfg.points else _as_points(self.run)
+        if len(existing) <= 1:
+            return cfg
+        d = [(p.x1 - x1) ** 2 + (p.x2 - x2) ** 2 for p in existing]
+        existing.pop(int(np.argmin(d)))
+        return cfg.model_copy(update={"dataset": "custom", "points": existing})
+
+
+def _as_points(run: Run) -> list[Point]:
+    s = run.split
+    out = [Point(x1=float(x[0]), x2=float(x[1]), label=float(y), subset="train") for x, y in zip(s.x_train, s.y_train)]
+    out += [Point(x1=float(x[0]), x2=float(x[1]), label=float(y), subset="test") for x, y in zip(s.x_test, s.y_test)]
+    return out
+
+
+def _points(x: np.ndarray, y: np.ndarray) -> list[list[float]]:
+    return [[round(float(a), 4), round(float(b), 4), round(float(c), 4)] for (a, b), c in zip(x, y)]
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def encode_frame(header: dict, parts: list[np.ndarray]) -> bytes:
+    """``[u32 little-endian header length][UTF-8 JSON header][payload]``; the header's
+    ``sections`` give each array's name, dtype, shape and byte offset in the payload."""
+    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    return struct.pack("<I", len(head)) + head + b"".join(p.tobytes() for p in parts)
+
+
+def decode_frame(buf: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """Inverse of encode_frame (tests, load benchmark)."""
+    (n,) = struct.unpack_from("<I", buf)
+    header = json.loads(buf[4:4 + n])
+    body = memoryview(buf)[4 + n:]
+    arrays = {}
+    for s in header["sections"]:
+        count = int(np.prod(s["shape"])) if s["shape"] else 1
+        arrays[s["name"]] = np.frombuffer(body, dtype=s["dtype"], count=count, offset=s["offset"]).reshape(s["shape"])
+    return header, arrays

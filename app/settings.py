@@ -1,0 +1,45 @@
+"""Operator settings, from ``NNPLAY_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.config import Limits
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NNPLAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    max_sessions: int = Field(200, ge=1, le=10000, description="concurrent websocket sessions per worker")
+    max_layers: int = Field(6, ge=0, le=6)
+    max_units: int = Field(8, ge=1, le=8)
+    max_points: int = Field(1000, ge=20, le=4000)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="extra websocket origins besides the page's own (JSON list or comma list)")
+    frame_ancestors: str = Field("*", description="CSP frame-ancestors: who may embed the page")
+    frame_rate: float = Field(30.0, ge=1, le=120, description="frame-rate cap per session")
+    idle_pause_s: float = Field(300.0, ge=1, description="pause a session after this long without a message")
+    idle_timeout_s: float = Field(1800.0, ge=1, description="close a session after this long without a message")
+    max_message_bytes: int = Field(65536, ge=1024, le=1 << 20)
+    rate_limit: float = Field(40.0, ge=1, description="client messages per second (burst: twice that)")
+    max_connections_per_ip: int = Field(50, ge=1)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, description="peers whose X-Forwarded-For is honoured")
+    warmup_sessions: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1, 8, 64], description="batched sizes compiled at start")
+    jax_cache: str | None = Field(None, description="persistent XLA compilation cache directory")
+
+    @field_validator("allowed_origins", "trusted_proxies", "warmup_sessions", mode="before")
+    @classmethod
+    def _split(cls, v):
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_layers=self.max_layers, max_units=self.max_units, max_points=self.max_points)

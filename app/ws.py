@@ -1,0 +1,260 @@
+"""The websocket protocol (docs/protocol.md): validate every client message, queue it for
+the scheduler, stream frames latest-wins. Bad input is answered with an error message that
+names the problem; the session keeps running."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from urllib.parse import urlsplit
+
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+from starlette.websockets import WebSocketState
+
+from core.config import Config, ConfigError, Point, format_errors, parse_config, patch_config
+
+from app.session import Command, Session
+
+log = logging.getLogger("nnplay.ws")
+
+TYPES = ("config", "patch", "play", "pause", "step", "reset", "regenerate", "set_weight", "speed",
+         "add_points", "remove_point", "ping")
+CLOSE_FULL = 1013
+CLOSE_POLICY = 1008
+
+
+class BadMessage(ValueError):
+    pass
+
+
+def origin_allowed(ws: WebSocket, allowed: list[str]) -> bool:
+    """Same origin (Origin's host equals Host) or listed; no Origin (non-browser) is allowed."""
+    origin = ws.headers.get("origin")
+    if not origin:
+        return True
+    if "*" in allowed or origin in allowed:
+        return True
+    return urlsplit(origin).netloc == ws.headers.get("host", "")
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst, self.tokens, self.t = rate, burst, burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def _int(msg: dict, key: str, lo: int, hi: int) -> int:
+    v = msg.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise BadMessage(f"{key} must be an integer {lo}..{hi}, got {json.dumps(v)[:40]}")
+    return v
+
+
+def _float(msg: dict, key: str, lo: float, hi: float) -> float:
+    v = msg.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise BadMessage(f"{key} must be a finite number {lo:g}..{hi:g}, got {json.dumps(v)[:40]}")
+    return float(v)
+
+
+def parse_message(text: str, session: Session, limits) -> Command:
+    """Validate one client message into a scheduler command (raises BadMessage/ConfigError)."""
+    try:
+        msg = json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(BadMessage(f"{c} is not allowed")))
+    except RecursionError:
+        raise BadMessage("message is nested too deeply") from None
+    except json.JSONDecodeError as err:
+        raise BadMessage(f"malformed JSON: {err.msg} at position {err.pos}") from None
+    if not isinstance(msg, dict):
+        raise BadMessage(f"a message must be a JSON object with a 'type', got {type(msg).__name__}")
+    kind = msg.get("type")
+    if kind not in TYPES:
+        raise BadMessage(f"unknown message type {json.dumps(kind)[:40]}; allowed: {', '.join(TYPES)}")
+    cfg = session.run.cfg
+    args: dict = {"id": msg.get("id") if isinstance(msg.get("id"), (int, str)) else None}
+    if kind == "config":
+        args["config"] = parse_config(msg.get("config"), limits)
+    elif kind == "patch":
+        args["config"] = patch_config(cfg, msg.get("patch"), limits)
+        kind = "config"
+    elif kind == "regenerate":
+        seed = msg.get("seed", (cfg.seed + 1) % (2**31))
+        args["config"] = patch_config(cfg, {"seed": seed}, limits)
+        kind = "config"
+    elif kind == "step":
+        args["epochs"] = _int(msg, "epochs", 1, 1000) if "epochs" in msg else 1
+    elif kind == "reset":
+        if "seed" in msg:
+            args["seed"] = _int(msg, "seed", 0, 2**31 - 1)
+    elif kind == "speed":
+        v = msg.get("epochs_per_frame")
+        if v != "auto":
+            _int(msg, "epochs_per_frame", 1, session.engine.chunk)
+        args["speed"] = v
+    elif kind == "set_weight":
+        depth = len(cfg.layers)
+        layer = _int(msg, "layer", 0, depth)
+        which = msg.get("kind", "w")
+        if which not in ("w", "b"):
+            raise BadMessage(f"kind must be 'w' or 'b', got {json.dumps(which)[:40]}")
+        ins = [len(cfg.features)] + [layer_.units for layer_ in cfg.layers]
+        outs = [layer_.units for layer_ in cfg.layers] + [cfg.n_outputs]
+        args.update(layer=layer, kind=which, j=_int(msg, "j", 0, outs[layer] - 1),
+                    i=_int(msg, "i", 0, ins[layer] - 1) if which == "w" else 0,
+                    value=_float(msg, "value", -100.0, 100.0))
+    elif kind == "add_points":
+        pts = msg.get("points")
+        if not isinstance(pts, list) or not 1 <= len(pts) <= 1000:
+            raise BadMessage("points must be a list of 1..1000 {x1, x2, label}")
+        try:
+            parsed = [Point.model_validate(p) for p in pts]
+        except ValidationError as err:
+            raise ConfigError(["points" + m if m.startswith("[") else "points." + m for m in format_errors(err)]) from None
+        new = session.add_points(parsed)
+        args["config"] = parse_config(new.model_dump(exclude_none=True, exclude={"weights"}), limits)
+        kind = "config"
+    elif kind == "remove_point":
+        x1, x2 = _float(msg, "x1", -6, 6), _float(msg, "x2", -6, 6)
+        args["config"] = parse_config(session.remove_points(x1, x2).model_dump(exclude_none=True, exclude={"weights"}),
+                                      limits)
+        kind = "config"
+    return Command(kind, args)
+
+
+async def serve_session(ws: WebSocket, app_state) -> None:
+    settings, sched, metrics = app_state.settings, app_state.scheduler, app_state.metrics
+    if not origin_allowed(ws, settings.allowed_origins):
+        await ws.close(code=CLOSE_POLICY, reason="origin not allowed")
+        return
+    ip = client_ip(ws, settings.trusted_proxies)
+    await ws.accept()
+    if len(app_state.sessions) >= settings.max_sessions:
+        await ws.close(code=CLOSE_FULL, reason=f"server full: {settings.max_sessions} sessions; try again soon")
+        return
+    if app_state.per_ip.get(ip, 0) >= settings.max_connections_per_ip:
+        await ws.close(code=CLOSE_FULL, reason=f"too many connections from your address ({settings.max_connections_per_ip})")
+        return
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    outbox: asyncio.Queue = asyncio.Queue(maxsize=256)
+
+    def notify(_s: Session) -> None:
+        loop.call_soon_threadsafe(ready.set)
+
+    def reply_threadsafe(msg: dict) -> None:
+        loop.call_soon_threadsafe(_put, outbox, msg)
+
+    app_state.next_id += 1
+    session = Session(app_state.next_id, app_state.engine, parse_config({}, settings.limits), notify)
+    app_state.sessions[session.id] = session
+    app_state.per_ip[ip] = app_state.per_ip.get(ip, 0) + 1
+    metrics.sessions.set(len(app_state.sessions))
+    sched.add(session)
+    await ws.send_json(session.state_message() | {"server": {"max_layers": settings.max_layers,
+                                                              "max_units": settings.max_units,
+                                                              "max_points": settings.max_points,
+                                                              "chunk": app_state.engine.chunk}})
+    sender = asyncio.create_task(_send_loop(ws, session, ready, outbox, metrics))
+    bucket = TokenBucket(settings.rate_limit, 2 * settings.rate_limit)
+    try:
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.receive(), timeout=settings.idle_timeout_s)
+            except asyncio.TimeoutError:
+                await ws.close(code=1000, reason="idle timeout")
+                break
+            if raw["type"] == "websocket.disconnect":
+                break
+            session.last_seen = time.monotonic()
+            text = raw.get("text")
+            error = None
+            if text is None:
+                error = "binary messages are not part of the protocol; send JSON text"
+            elif len(text.encode()) > settings.max_message_bytes:
+                error = f"message too large: {len(text.encode())} bytes, limit {settings.max_message_bytes}"
+            elif not bucket.take():
+                error = f"rate limit: at most {settings.rate_limit:g} messages per second"
+            if error:
+                metrics.errors.labels("bad_message").inc()
+                _put(outbox, {"type": "error", "message": error})
+                continue
+            try:
+                cmd = parse_message(text, session, settings.limits)
+            except ConfigError as err:
+                metrics.errors.labels("config").inc()
+                _put(outbox, {"type": "error", "message": err.messages[0], "messages": err.messages})
+                continue
+            except BadMessage as err:
+                metrics.errors.labels("bad_message").inc()
+                _put(outbox, {"type": "error", "message": str(err)})
+                continue
+            if cmd.kind == "ping":
+                _put(outbox, {"type": "pong", "id": cmd.args.get("id")})
+                continue
+            cmd.reply = reply_threadsafe
+            session.submit(cmd)
+            sched.poke()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        session.closed = True
+        sched.remove(session)
+        sender.cancel()
+        app_state.sessions.pop(session.id, None)
+        app_state.per_ip[ip] = app_state.per_ip.get(ip, 1) - 1
+        if app_state.per_ip[ip] <= 0:
+            app_state.per_ip.pop(ip, None)
+        metrics.sessions.set(len(app_state.sessions))
+        metrics.frames_dropped.inc(session.frames_dropped)
+
+
+def _put(q: asyncio.Queue, msg: dict) -> None:
+    if q.full():  # a client that never reads: drop the oldest control message
+        q.get_nowait()
+    q.put_nowait(msg)
+
+
+async def _send_loop(ws: WebSocket, session: Session, ready: asyncio.Event, outbox: asyncio.Queue, metrics) -> None:
+    """Control messages first, then the newest frame; one send in flight at a time, so a
+    slow client holds at most one frame here and the scheduler just overwrites it."""
+    try:
+        while ws.client_state == WebSocketState.CONNECTED:
+            ready.clear()
+            while not outbox.empty():
+                await ws.send_text(json.dumps(outbox.get_nowait(), allow_nan=False, default=str))
+            frame = session.take_frame()
+            if frame is not None:
+                await ws.send_bytes(frame)
+                metrics.frames_sent.inc()
+                continue
+            getter = asyncio.ensure_future(outbox.get())
+            waiter = asyncio.ensure_future(ready.wait())
+            done, pending = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            for t in pending:
+                t.cancel()
+            if getter in done:
+                await ws.send_text(json.dumps(getter.result(), allow_nan=False, default=str))
+    except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
+        pass
+    except Exception:  # a broken socket ends this sender, never the server
+        log.debug("sender stopped", exc_info=True)
+
+
+def client_ip(ws: WebSocket, trusted: list[str]) -> str:
+    peer = ws.client.host if ws.client else "unknown"
+    fwd = ws.headers.get("x-forwarded-for")
+    if fwd and peer in trusted:
+        return fwd.split(",")[0].strip()
+    return peer

@@ -1,0 +1,1 @@
+// page entry (see issue 4)
