@@ -1,0 +1,68 @@
+// Websocket connection with reconnect (exponential backoff) and frame parsing.
+import { parseFrame } from './frame.js';
+
+export class Socket {
+  /**
+   * handlers: onOpen(), onMessage(msg), onFrame({header, arrays}), onClose({code, reason, retryIn})
+   */
+  constructor(handlers) {
+    this.h = handlers;
+    this.ws = null;
+    this.attempt = 0;
+    this.timer = null;
+    this.nextId = 1;
+    this.stopped = false;
+  }
+
+  url() {
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return `${proto}//${location.host}/ws`;
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const ws = new WebSocket(this.url());
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    ws.onopen = () => this.h.onOpen?.();
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === 'string') {
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch { return; }
+        if (msg.type === 'state') this.attempt = 0;
+        this.h.onMessage?.(msg);
+      } else {
+        this.h.onFrame?.(parseFrame(ev.data));
+      }
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      // 1008: origin refused (retrying cannot help); 1000: idle timeout (reconnect on next action)
+      const retry = !this.stopped && ev.code !== 1008 && ev.code !== 1000;
+      let retryIn = null;
+      if (retry) {
+        retryIn = Math.min(15000, 500 * 2 ** this.attempt) * (0.8 + 0.4 * Math.random());
+        this.attempt += 1;
+        this.timer = setTimeout(() => this.connect(), retryIn);
+      }
+      this.h.onClose?.({ code: ev.code, reason: ev.reason, retryIn });
+    };
+  }
+
+  get open() {
+    return this.ws && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Send a message; returns false (and reconnects if idle-closed) when not connected. */
+  send(msg) {
+    if (!this.open) {
+      if (!this.ws && !this.timer && !this.stopped) this.connect();
+      return false;
+    }
+    const out = { ...msg, id: this.nextId++ };
+    this.ws.send(JSON.stringify(out));
+    return true;
+  }
+}

@@ -1,0 +1,107 @@
+// URL hash <-> config: ONE declarative table. Keys are readable (camelCase), values short.
+//   #dataset=spiral&layers=4,2&activation=tanh&learningRate=0.03&regularization=L2&regularizationRate=0.001
+// View-only keys (showTest, discretize) and flags (embed, present, <key>_hide) live beside them.
+
+const num = { parse: Number, fmt: (v) => String(v) };
+const int = { parse: (s) => parseInt(s, 10), fmt: (v) => String(v) };
+const str = { parse: (s) => s, fmt: (v) => String(v) };
+const list = { parse: (s) => (s ? s.split(',') : []), fmt: (v) => v.join(',') };
+
+/** key: hash key; get(cfg) -> value | undefined; set(cfg, value) mutates a partial config. */
+export const HASH_FIELDS = [
+  { key: 'problem', ...str, get: (c) => c.problem, set: (c, v) => { c.problem = v; } },
+  { key: 'dataset', ...str, get: (c) => (c.dataset === 'custom' ? undefined : c.dataset), set: (c, v) => { c.dataset = v; } },
+  { key: 'classes', ...int, get: (c) => c.classes, set: (c, v) => { c.classes = v; } },
+  { key: 'nPoints', ...int, get: (c) => c.n_points, set: (c, v) => { c.n_points = v; } },
+  { key: 'noise', ...num, get: (c) => c.noise, set: (c, v) => { c.noise = v; } },
+  { key: 'trainRatio', ...num, get: (c) => c.train_ratio, set: (c, v) => { c.train_ratio = v; } },
+  { key: 'seed', ...int, get: (c) => c.seed, set: (c, v) => { c.seed = v; } },
+  { key: 'features', ...list, get: (c) => c.features, set: (c, v) => { c.features = v; } },
+  {
+    key: 'layers', parse: (s) => (s ? s.split(',').map((u) => parseInt(u, 10)) : []), fmt: (v) => v.join(','),
+    get: (c) => c.layers && c.layers.map((l) => l.units),
+    set: (c, v) => { const a = c.layers?.[0]?.activation || 'tanh'; c.layers = v.map((units) => ({ units, activation: a })); },
+  },
+  {
+    key: 'activation', ...str,
+    get: (c) => c.layers?.[0]?.activation,
+    set: (c, v) => { c.layers = (c.layers ?? [{ units: 4 }, { units: 2 }]).map((l) => ({ ...l, activation: v })); },
+  },
+  { key: 'outputActivation', ...str, get: (c) => c.output_activation ?? undefined, set: (c, v) => { c.output_activation = v; } },
+  { key: 'loss', ...str, get: (c) => c.loss ?? undefined, set: (c, v) => { c.loss = v; } },
+  { key: 'optimizer', ...str, get: (c) => c.optimizer, set: (c, v) => { c.optimizer = v; } },
+  { key: 'learningRate', ...num, get: (c) => c.learning_rate, set: (c, v) => { c.learning_rate = v; } },
+  { key: 'batchSize', ...int, get: (c) => c.batch_size, set: (c, v) => { c.batch_size = v; } },
+  {
+    key: 'regularization', ...str,
+    get: (c) => (c.l1 > 0 ? 'L1' : c.l2 > 0 ? 'L2' : 'none'),
+    set: (c, v) => { c._reg = v; },
+  },
+  {
+    key: 'regularizationRate', ...num,
+    get: (c) => (c.l1 > 0 ? c.l1 : c.l2 > 0 ? c.l2 : undefined),
+    set: (c, v) => { c._regRate = v; },
+  },
+  { key: 'dropout', ...num, get: (c) => c.dropout, set: (c, v) => { c.dropout = v; } },
+];
+
+export const VIEW_KEYS = ['showTest', 'discretize'];
+export const FLAG_KEYS = ['embed', 'present'];
+
+const DEFAULT_REG_RATE = 0.001;
+
+/** Resolve the pseudo-fields (regularization + rate) into l1 / l2. */
+function finish(cfg) {
+  if ('_reg' in cfg || '_regRate' in cfg) {
+    const kind = cfg._reg ?? 'L2';
+    const rate = cfg._regRate ?? DEFAULT_REG_RATE;
+    cfg.l1 = kind === 'L1' ? rate : 0;
+    cfg.l2 = kind === 'L2' ? rate : 0;
+    delete cfg._reg;
+    delete cfg._regRate;
+  }
+  return cfg;
+}
+
+export function readHash(hash = location.hash) {
+  const params = new URLSearchParams(hash.replace(/^#/, ''));
+  const config = {};
+  // parse in table order so 'layers' is set before 'activation' applies to it
+  for (const f of HASH_FIELDS) {
+    if (!params.has(f.key)) continue;
+    const v = f.parse(params.get(f.key));
+    if (typeof v === 'number' && Number.isNaN(v)) continue;
+    f.set(config, v);
+  }
+  finish(config);
+  const view = {};
+  for (const k of VIEW_KEYS) if (params.has(k)) view[k] = params.get(k) === 'true';
+  const flags = {};
+  for (const k of FLAG_KEYS) flags[k] = params.get(k) === '1' || params.get(k) === 'true';
+  const hidden = new Set();
+  for (const [k, v] of params) if (k.endsWith('_hide') && v === 'true') hidden.add(k.slice(0, -5));
+  return { config, view, flags, hidden, params };
+}
+
+/** Serialise a full config (+ view settings), keeping flags and *_hide keys of the current hash. */
+export function writeHash(cfg, view) {
+  const old = new URLSearchParams(location.hash.replace(/^#/, ''));
+  const out = new URLSearchParams();
+  for (const f of HASH_FIELDS) {
+    const v = f.get(cfg);
+    if (v === undefined || v === null) continue;
+    out.set(f.key, f.fmt(v));
+  }
+  for (const k of VIEW_KEYS) if (view && k in view) out.set(k, String(view[k]));
+  for (const [k, v] of old) if (FLAG_KEYS.includes(k) || k.endsWith('_hide')) out.set(k, v);
+  const hash = '#' + out.toString().replace(/%2C/g, ',');
+  if (hash !== location.hash) history.replaceState(null, '', hash);
+  return hash;
+}
+
+/** Apply a patch locally (top-level keys replace), mirroring the server's patch semantics. */
+export function applyPatch(cfg, patch) {
+  const out = { ...cfg, ...patch };
+  for (const k of Object.keys(out)) if (out[k] === null) delete out[k];
+  return out;
+}
