@@ -96,6 +96,8 @@ export class Network {
           g.setAttribute('class', 'link');
           const vis = document.createElementNS(SVGNS, 'path');
           vis.setAttribute('class', 'link-line');
+          vis.setAttribute('stroke', '#ccc');
+          vis.setAttribute('stroke-width', '1');
           const hit = document.createElementNS(SVGNS, 'path');
           hit.setAttribute('class', 'link-hit');
           g.append(vis, hit);
@@ -162,7 +164,8 @@ export class Network {
       this.weights = splitWeights(arrays.weights, header.features.length, header.units, header.outputs);
       for (const link of this.links) {
         const w = this.weights[link.l]?.w[link.i]?.[link.j] ?? 0;
-        const width = Math.min(10, 0.6 + Math.abs(w) * 2);
+        const thick = document.body.classList.contains('present') ? 2 : 1;
+        const width = thick * Math.min(10, 0.6 + Math.abs(w) * 2);
         link.vis.setAttribute('stroke', rgb(w >= 0 ? BLUE : ORANGE, Math.min(1, 0.35 + Math.abs(w) / 2)));
         link.vis.setAttribute('stroke-width', width.toFixed(2));
         link.hit.setAttribute('data-weight', w.toFixed(4));
