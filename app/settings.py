@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     @field_validator("allowed_origins", "trusted_proxies", "warmup_sessions", mode="before")
     @classmethod
     def _split(cls, v):
-        if isinstance(v, str):
+        if isinstance(v, str):  # a JSON list or a comma-separated list
+            v = v.strip()
+            if v.startswith("["):
+                import json
+
+                return json.loads(v)
             return [s.strip() for s in v.split(",") if s.strip()]
         return v
 

@@ -118,10 +118,12 @@ def parse_message(text: str, session: Session, limits) -> Command:
         pts = msg.get("points")
         if not isinstance(pts, list) or not 1 <= len(pts) <= 1000:
             raise BadMessage("points must be a list of 1..1000 {x1, x2, label}")
-        try:
-            parsed = [Point.model_validate(p) for p in pts]
-        except ValidationError as err:
-            raise ConfigError(["points" + m if m.startswith("[") else "points." + m for m in format_errors(err)]) from None
+        parsed = []
+        for i, p in enumerate(pts):
+            try:
+                parsed.append(Point.model_validate(p))
+            except ValidationError as err:
+                raise ConfigError([f"points[{i}].{m}" for m in format_errors(err)]) from None
         new = session.add_points(parsed)
         args["config"] = parse_config(new.model_dump(exclude_none=True, exclude={"weights"}), limits)
         kind = "config"
