@@ -18,6 +18,7 @@ from core.config import json_schema
 from core.engine import Engine, enable_compilation_cache
 
 from app import presets
+from app.api import router as api_router
 from app.metrics import Metrics
 from app.scheduler import Scheduler
 from app.settings import Settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="nnplay", version="0.1.0", lifespan=lifespan)
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
+    app.include_router(api_router)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):

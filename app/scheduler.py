@@ -7,6 +7,8 @@ them latest-wins, then adapt the "auto" epochs-per-frame to hold the frame rate.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
@@ -33,6 +35,23 @@ def _unstack(tree, n: int) -> list:
     leaves, treedef = jax.tree.flatten(tree)
     leaves = [np.asarray(a) for a in leaves]
     return [jax.tree.unflatten(treedef, [a[i] for a in leaves]) for i in range(n)]
+
+
+def export_message(s: Session, fmt: str) -> dict:
+    """The session's current model as code or weights (base64 for .npz)."""
+    from core import export
+
+    run = s.run
+    weights = run.weights()
+    norm = export.export_norm(run.state.norm, run.cfg) if run.cfg.batch_norm else None
+    if fmt == "json":
+        content = json.dumps({"config": run.cfg.model_dump(exclude_none=True, exclude={"weights"}), "weights": weights})
+    elif fmt == "npz":
+        content = base64.b64encode(export.weights_npz_bytes(weights)).decode()
+    else:
+        content = {"keras": export.keras_code, "pytorch": export.pytorch_code, "jax": export.jax_code}[fmt](
+            run.cfg, weights, norm)
+    return {"type": "export", "format": fmt, "content": content, "epoch": run.epoch}
 
 
 class Scheduler:
@@ -194,6 +213,10 @@ class Scheduler:
                 s.version += 1
             elif k == "speed":
                 s.speed = a["speed"]
+            elif k == "export":
+                if cmd.reply:
+                    cmd.reply(export_message(s, a["format"]))
+                return
             elif k == "set_weight":
                 s.run.set_param(a["layer"], a["kind"], a["i"], a["j"], a["value"])
                 s.version += 1
@@ -202,7 +225,10 @@ class Scheduler:
                 cmd.reply({"type": "ack", "of": k, "id": a.get("id"), "version": s.version, "playing": s.playing})
                 if k in ("config", "reset"):
                     cmd.reply(s.state_message())
-        except ConfigError as err:
+        except (ConfigError, ValueError) as err:
+            if cmd.reply and not isinstance(err, ConfigError):
+                cmd.reply({"type": "error", "message": str(err)})
+                return
             if cmd.reply:
                 cmd.reply({"type": "error", "message": err.messages[0], "messages": err.messages})
         except Exception as err:  # report, keep the session and the server going

@@ -22,7 +22,8 @@ from app.session import Command, Session
 log = logging.getLogger("nnplay.ws")
 
 TYPES = ("config", "patch", "play", "pause", "step", "reset", "regenerate", "set_weight", "speed",
-         "add_points", "remove_point", "ping")
+         "add_points", "remove_point", "export", "ping")
+EXPORT_FORMATS = ("keras", "pytorch", "jax", "json", "npz")
 CLOSE_FULL = 1013
 CLOSE_POLICY = 1008
 
@@ -127,6 +128,11 @@ def parse_message(text: str, session: Session, limits) -> Command:
         new = session.add_points(parsed)
         args["config"] = parse_config(new.model_dump(exclude_none=True, exclude={"weights"}), limits)
         kind = "config"
+    elif kind == "export":
+        fmt = msg.get("format")
+        if fmt not in EXPORT_FORMATS:
+            raise BadMessage(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {json.dumps(fmt)[:40]}")
+        args["format"] = fmt
     elif kind == "remove_point":
         x1, x2 = _float(msg, "x1", -6, 6), _float(msg, "x2", -6, 6)
         args["config"] = parse_config(session.remove_points(x1, x2).model_dump(exclude_none=True, exclude={"weights"}),
