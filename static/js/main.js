@@ -3,13 +3,13 @@ import { Socket } from './socket.js';
 import { readHash, writeHash, applyPatch } from './state.js';
 import { Controls } from './controls.js';
 import { Network } from './network.js';
-import { LossChart } from './chart.js';
+import { setupExtras } from './extras.js';
 import { drawGrid, drawPoints, fromCanvas } from './heatmap.js';
 
 const $ = (id) => document.getElementById(id);
 const initial = readHash();
 const flags = initial.flags;
-const view = { showTest: false, discretize: false, ...initial.view };
+const view = { showTest: false, discretize: false, cbPalette: false, ...initial.view };
 
 if (flags.embed) document.body.classList.add('embed');
 if (flags.present) document.body.classList.add('present');
@@ -32,7 +32,6 @@ const app = {
   awaitingFirstState: true,
 };
 
-const chart = new LossChart($('chart'));
 const outCanvas = $('output-canvas');
 
 const socket = new Socket({
@@ -67,14 +66,32 @@ const network = new Network(
     board: $('board'), svg: $('links'), layers: $('layers'), features: $('features'), output: outCanvas,
     tooltip: $('tooltip'), editor: $('weight-editor'), input: $('weight-input'),
   },
-  { setWeight: (msg) => socket.send(msg), changeUnits: (j, d) => controls.changeUnits(j, d) },
+  {
+    setWeight: (msg) => socket.send(msg),
+    changeUnits: (j, d) => controls.changeUnits(j, d),
+    changeActivation: (j, a) => patch({ layers: app.cfg.layers.map((l, k) => (k === j ? { ...l, activation: a } : l)) }),
+  },
 );
+
+const extras = setupExtras({
+  app, view, send: (msg) => socket.send(msg), patch, showError,
+  setView: (k, v) => { view[k] = v; if (app.cfg) writeHash(app.cfg, view); drawOutput(); },
+});
+
+// test hooks (no effect on the page)
+window.__nnplay_socket_close_for_test = () => socket.closeForTest(1000, 'idle timeout (test)');
+
+function syncAll() {
+  controls.sync(app.cfg, view);
+  extras.sync(view);
+  network.setActivations(app.cfg.layers.map((l) => l.activation));
+}
 
 function patch(p) {
   if (!app.cfg) return;
   app.cfg = applyPatch(app.cfg, p);
   writeHash(app.cfg, view);
-  controls.sync(app.cfg, view);
+  syncAll();
   socket.send({ type: 'patch', patch: p });
 }
 
@@ -93,7 +110,10 @@ function handleMessage(msg) {
         controls.maxLayers = msg.server.max_layers;
         controls.maxUnits = msg.server.max_units;
         network.maxUnits = msg.server.max_units;
+        app.maxPoints = msg.server.max_points;
       }
+      window.__nnplay_last_state = msg;
+      extras.onState(msg);
       app.serverCfg = msg.config;
       app.cfg = msg.config;
       app.points = msg.points || app.points;
@@ -109,8 +129,8 @@ function handleMessage(msg) {
       } else {
         writeHash(app.cfg, view);
       }
-      controls.sync(app.cfg, view);
       network.setStructure(app.cfg.features, app.cfg.layers.map((l) => l.units), outputsOf(app.cfg));
+      syncAll();
       drawOutput();
       renderStatus();
       break;
@@ -124,7 +144,7 @@ function handleMessage(msg) {
       if (app.serverCfg) {
         app.cfg = app.serverCfg;
         writeHash(app.cfg, view);
-        controls.sync(app.cfg, view);
+        syncAll();
       }
       break;
     case 'notice':
@@ -148,8 +168,7 @@ function handleFrame(frame) {
   app.playing = h.playing;
   app.diverged = h.diverged;
   app.epoch = h.epoch;
-  if (h.history?.length) chart.add(h.history, app.historyFields);
-  if (h.epoch === 0 && !h.history?.length) chart.clear();
+  extras.onFrame(h);
   app.metrics = h.metrics || {};
   if (!pendingDraw) {
     pendingDraw = true;
@@ -169,7 +188,7 @@ function render() {
   $('train-loss').textContent = fmtLoss(app.metrics.train_loss);
   $('test-loss').textContent = fmtLoss(app.metrics.test_loss);
   network.update(f, { discretize: view.discretize });
-  chart.draw();
+  extras.render();
   drawOutput();
   renderStatus();
 }
@@ -202,13 +221,15 @@ function renderStatus() {
     const c = app.closeInfo;
     if (!c) text = 'connecting…';
     else {
-      const why = c.code === 1013 ? `server busy: ${c.reason}` : c.reason ? `disconnected: ${c.reason}` : 'disconnected';
+      const why = c.code === 1008 ? 'origin not allowed' : c.code === 1013 ? `server busy: ${c.reason}`
+        : c.reason ? `disconnected: ${c.reason}` : 'disconnected';
       const left = c.retryIn != null ? Math.max(0, Math.ceil((c.retryIn - (performance.now() - c.at)) / 1000)) : null;
-      text = left != null ? `${why} — reconnecting in ${left} s…` : `${why} — press any control to reconnect`;
+      text = left != null ? `${why} — reconnecting in ${left} s…` : c.code === 1008 ? why : `${why} — press any control to reconnect`;
       kind = 'warn';
     }
   } else if (!app.ready) text = 'warming up…';
   else if (app.diverged) { text = 'diverged — lower the learning rate and reset'; kind = 'bad'; }
+  else if (app.lastFrame?.header.stopped) text = `early stopping${app.playing ? '' : ' — paused'}`;
   else text = app.playing ? 'training' : 'paused';
   if (el.textContent !== text) el.textContent = text;
   el.dataset.kind = kind;
@@ -241,9 +262,7 @@ function togglePlay() {
 }
 function step() { socket.send({ type: 'step', epochs: 1 }); }
 function reset() {
-  chart.clear();
-  chart.dirty = true;
-  chart.draw();
+  extras.clearCharts();
   socket.send({ type: 'reset' });
 }
 
@@ -299,7 +318,7 @@ async function loadPresets() {
   }
 }
 
-if (flags.present) chart.lineWidth = 3;
+if (flags.present) for (const c of extras.charts) c.lineWidth = 3;
 drawOutput();
 loadPresets();
 socket.connect();

@@ -4,6 +4,10 @@ import { drawGrid } from './heatmap.js';
 import { ORANGE, BLUE, rgb } from './palette.js';
 import { splitWeights } from './frame.js';
 
+const ACTIVATIONS = [
+  ['relu', 'ReLU'], ['leaky_relu', 'Leaky ReLU'], ['elu', 'ELU'], ['gelu', 'GELU'], ['silu', 'SiLU'],
+  ['tanh', 'Tanh'], ['sigmoid', 'Sigmoid'], ['linear', 'Linear'],
+];
 const SVGNS = 'http://www.w3.org/2000/svg';
 const fmt = (v) => (v == null ? '–' : Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3));
 
@@ -28,7 +32,11 @@ export class Network {
     els.input.addEventListener('keydown', (ev) => {
       if (ev.key === 'Escape') this.closeEditor();
     });
-    els.input.addEventListener('blur', () => setTimeout(() => this.closeEditor(), 100));
+    // Close on blur unless focus came back; the target stays remembered (this.target) so an
+    // Enter that races the blur still sends the edit.
+    els.input.addEventListener('blur', () => setTimeout(() => {
+      if (document.activeElement !== els.input) this.closeEditor();
+    }, 100));
     new ResizeObserver(() => this.layout()).observe(els.board);
   }
 
@@ -44,6 +52,7 @@ export class Network {
     const root = this.els.layers;
     root.replaceChildren();
     this.neurons = [];
+    this.actSelects = [];
     units.forEach((u, j) => {
       const col = document.createElement('div');
       col.className = 'layer';
@@ -57,6 +66,14 @@ export class Network {
       label.className = 'layer-label';
       label.textContent = `${u} neuron${u === 1 ? '' : 's'}`;
       head.append(plus, minus, label);
+      const act = document.createElement('select');
+      act.className = 'layer-act';
+      act.setAttribute('aria-label', `Activation of layer ${j + 1}`);
+      act.title = `Activation of layer ${j + 1}`;
+      for (const [v, t] of ACTIVATIONS) act.add(new Option(t, v));
+      act.value = this.activations?.[j] ?? 'tanh';
+      act.addEventListener('change', () => this.cb.changeActivation?.(j, act.value));
+      this.actSelects[j] = act;
       const list = document.createElement('div');
       list.className = 'neurons';
       const cans = [];
@@ -75,11 +92,17 @@ export class Network {
         cans.push(c);
       }
       this.neurons.push(cans);
-      col.append(head, list);
+      col.append(head, act, list);
       root.append(col);
     });
     this.buildLinks();
     requestAnimationFrame(() => this.layout());
+  }
+
+  /** Mirror the per-layer activations into the small selects. */
+  setActivations(acts) {
+    this.activations = acts;
+    (this.actSelects || []).forEach((sel, j) => { if (acts[j] && sel.value !== acts[j]) sel.value = acts[j]; });
   }
 
   buildLinks() {
@@ -199,6 +222,7 @@ export class Network {
     const { editor, input, board } = this.els;
     const b = board.getBoundingClientRect();
     this.editing = target;
+    this.target = target;
     editor.hidden = false;
     editor.style.left = `${ev.clientX - b.left}px`;
     editor.style.top = `${ev.clientY - b.top}px`;
@@ -210,9 +234,11 @@ export class Network {
 
   commitEdit() {
     const v = parseFloat(this.els.input.value);
-    if (this.editing && Number.isFinite(v)) {
-      this.cb.setWeight({ type: 'set_weight', ...this.editing, value: Math.max(-100, Math.min(100, v)) });
+    const target = this.editing ?? this.target;
+    if (target && Number.isFinite(v)) {
+      this.cb.setWeight({ type: 'set_weight', ...target, value: Math.max(-100, Math.min(100, v)) });
     }
+    this.target = null;
     this.closeEditor();
   }
 

@@ -39,16 +39,24 @@ export class Socket {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      // 1008: origin refused (retrying cannot help); 1000: idle timeout (reconnect on next action)
-      const retry = !this.stopped && ev.code !== 1008 && ev.code !== 1000;
+      // 1008: origin refused (retrying cannot help: stop); anything else, 1000 (idle timeout)
+      // included: reconnect with exponential backoff (idle closes start a little later)
+      if (ev.code === 1008) this.stopped = true;
+      const retry = !this.stopped;
       let retryIn = null;
       if (retry) {
-        retryIn = Math.min(15000, 500 * 2 ** this.attempt) * (0.8 + 0.4 * Math.random());
+        const base = ev.code === 1000 ? 2000 : 500;
+        retryIn = Math.min(15000, base * 2 ** this.attempt) * (0.8 + 0.4 * Math.random());
         this.attempt += 1;
         this.timer = setTimeout(() => this.connect(), retryIn);
       }
       this.h.onClose?.({ code: ev.code, reason: ev.reason, retryIn });
     };
+  }
+
+  /** Close the connection as an idle timeout would (test hook). */
+  closeForTest(code = 4000, reason = 'closed for test') {
+    this.ws?.close(code, reason);
   }
 
   get open() {

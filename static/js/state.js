@@ -6,6 +6,18 @@ const num = { parse: Number, fmt: (v) => String(v) };
 const int = { parse: (s) => parseInt(s, 10), fmt: (v) => String(v) };
 const str = { parse: (s) => s, fmt: (v) => String(v) };
 const list = { parse: (s) => (s ? s.split(',') : []), fmt: (v) => v.join(',') };
+const bool = { parse: (s) => s === 'true' || s === '1', fmt: (v) => String(!!v) };
+
+/** A plain top-level config field, left out of the hash while it has its default value. */
+const plain = (key, field, type, def) => ({
+  key, ...type, get: (c) => (c[field] === undefined || c[field] === def ? undefined : c[field]), set: (c, v) => { c[field] = v; },
+});
+/** A field of config.augmentation. */
+const aug = (key, field, type, def) => ({
+  key, ...type,
+  get: (c) => { const v = c.augmentation?.[field]; return v === undefined || v === def ? undefined : v; },
+  set: (c, v) => { c.augmentation = { ...(c.augmentation || {}), [field]: v }; },
+});
 
 /** key: hash key; get(cfg) -> value | undefined; set(cfg, value) mutates a partial config. */
 export const HASH_FIELDS = [
@@ -42,10 +54,37 @@ export const HASH_FIELDS = [
     get: (c) => (c.l1 > 0 ? c.l1 : c.l2 > 0 ? c.l2 : undefined),
     set: (c, v) => { c._regRate = v; },
   },
+  {
+    // per-layer activations, only when they differ from layer 1's (after 'layers' and 'activation')
+    key: 'activations', ...list,
+    get: (c) => (c.layers?.some((l) => l.activation !== c.layers[0].activation) ? c.layers.map((l) => l.activation) : undefined),
+    set: (c, v) => { c.layers = (c.layers ?? [{ units: 4 }, { units: 2 }]).map((l, k) => ({ ...l, activation: v[k] ?? l.activation })); },
+  },
   { key: 'dropout', ...num, get: (c) => c.dropout, set: (c, v) => { c.dropout = v; } },
+  // Advanced panel (omitted from the hash at their defaults)
+  plain('momentum', 'momentum', num, 0.9),
+  plain('beta1', 'beta_1', num, 0.9),
+  plain('beta2', 'beta_2', num, 0.999),
+  plain('rho', 'rho', num, 0.9),
+  plain('epsilon', 'epsilon', num, 1e-7),
+  plain('lrSchedule', 'lr_schedule', str, 'constant'),
+  plain('decayRate', 'decay_rate', num, 0.5),
+  plain('decayEpochs', 'decay_epochs', int, 100),
+  plain('warmupEpochs', 'warmup_epochs', int, 10),
+  plain('cosineAlpha', 'cosine_alpha', num, 0),
+  plain('init', 'init', str, 'glorot_uniform'),
+  plain('inputNoise', 'input_noise', num, 0),
+  plain('batchNorm', 'batch_norm', bool, false),
+  plain('layerNorm', 'layer_norm', bool, false),
+  plain('patience', 'early_stopping_patience', int, 0),
+  aug('jitter', 'jitter', num, 0),
+  aug('flipX1', 'flip_x1', bool, false),
+  aug('flipX2', 'flip_x2', bool, false),
+  plain('classRatio', 'class_ratio', num, null),
+  { key: 'classWeight', ...str, get: (c) => (c.class_weight === 'balanced' ? 'balanced' : undefined), set: (c, v) => { if (v === 'balanced') c.class_weight = v; } },
 ];
 
-export const VIEW_KEYS = ['showTest', 'discretize'];
+export const VIEW_KEYS = ['showTest', 'discretize', 'cbPalette'];
 export const FLAG_KEYS = ['embed', 'present'];
 
 const DEFAULT_REG_RATE = 0.001;

@@ -67,7 +67,7 @@ def test_live_changes_while_playing(page_factory):
     page = page_factory("layers=4,2&activation=tanh")
     expect(page.locator("canvas.neuron")).to_have_count(6)
     page.get_by_role("button", name="Play", exact=True).click()
-    page.get_by_role("combobox", name="Activation").select_option("relu")
+    page.get_by_role("combobox", name="Activation", exact=True).select_option("relu")
     page.get_by_role("button", name="Add layer").click()
     expect(page.locator("canvas.neuron")).to_have_count(8, timeout=10000)
     page.get_by_role("button", name="Add neuron to layer 3").click()
@@ -89,8 +89,8 @@ def test_url_round_trip(page_factory):
     page = page_factory("dataset=spiral&layers=5,3,2&activation=sigmoid&learningRate=0.003&regularization=L1"
                         "&regularizationRate=0.01&optimizer=adam&batchSize=20&noise=0.25&trainRatio=0.7&showTest=true")
     expect(page.locator("canvas.neuron")).to_have_count(10)
-    expect(page.get_by_role("combobox", name="Learning rate")).to_have_value("0.003")
-    expect(page.get_by_role("combobox", name="Activation")).to_have_value("sigmoid")
+    expect(page.get_by_role("combobox", name="Learning rate", exact=True)).to_have_value("0.003")
+    expect(page.get_by_role("combobox", name="Activation", exact=True)).to_have_value("sigmoid")
     expect(page.get_by_role("combobox", name="Regularization", exact=True)).to_have_value("L1")
     expect(page.get_by_role("combobox", name="Regularization rate")).to_have_value("0.01")
     expect(page.get_by_role("combobox", name="Optimizer")).to_have_value("adam")
@@ -99,7 +99,7 @@ def test_url_round_trip(page_factory):
     expect(page.get_by_role("slider", name="Ratio of training data")).to_have_value("70")
     expect(page.get_by_role("checkbox", name="Show test data")).to_be_checked()
     expect(page.get_by_role("button", name="Dataset Spiral")).to_have_attribute("aria-pressed", "true")
-    page.get_by_role("combobox", name="Learning rate").select_option("0.1")
+    page.get_by_role("combobox", name="Learning rate", exact=True).select_option("0.1")
     page.get_by_role("combobox", name="Regularization", exact=True).select_option("L2")
     page.get_by_role("slider", name="Batch size").fill("5")
     page.get_by_role("slider", name="Batch size").dispatch_event("change")
@@ -111,7 +111,7 @@ def test_url_round_trip(page_factory):
     assert h["optimizer"] == "adam" and h["showTest"] == "true"
     # the same URL in a fresh page restores the same controls
     again = page_factory(page.evaluate("location.hash").lstrip("#"))
-    expect(again.get_by_role("combobox", name="Learning rate")).to_have_value("0.1")
+    expect(again.get_by_role("combobox", name="Learning rate", exact=True)).to_have_value("0.1")
     expect(again.get_by_role("combobox", name="Regularization", exact=True)).to_have_value("L2")
     expect(again.get_by_role("slider", name="Batch size")).to_have_value("5")
     expect(again.locator("canvas.neuron")).to_have_count(10)
@@ -119,9 +119,9 @@ def test_url_round_trip(page_factory):
 
 def test_hide_embed_present(page_factory, artifacts):
     page = page_factory("learningRate_hide=true&optimizer_hide=true")
-    expect(page.get_by_role("combobox", name="Learning rate")).to_be_hidden()
+    expect(page.get_by_role("combobox", name="Learning rate", exact=True)).to_be_hidden()
     expect(page.get_by_role("combobox", name="Optimizer")).to_be_hidden()
-    expect(page.get_by_role("combobox", name="Activation")).to_be_visible()
+    expect(page.get_by_role("combobox", name="Activation", exact=True)).to_be_visible()
 
     embed = page_factory("embed=1&dataset=xor&layers=6,4", width=960, height=540)
     assert "embed" in embed.evaluate("document.body.className")

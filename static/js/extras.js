@@ -1,0 +1,105 @@
+// Wires the panels beyond TensorFlow Playground's core: Advanced settings, metrics and charts,
+// speed, CSV data, the share dialog and the palette. main.js calls the returned hooks.
+import { Advanced } from './advanced.js';
+import { MetricsPanel } from './metrics.js';
+import { LossChart, LineChart } from './chart.js';
+import { toCSV, download, parseCSV } from './csvdata.js';
+import { ShareDialog } from './share.js';
+import { setPalette } from './palette.js';
+
+const $ = (id) => document.getElementById(id);
+
+/**
+ * ctx: {app, send(msg), patch(p), showError(text), view, setView(k, v), redraw()}
+ */
+export function setupExtras(ctx) {
+  const { app } = ctx;
+  const advanced = new Advanced($('advanced-panel'), ctx.patch);
+  const metrics = new MetricsPanel($('metrics'));
+  const charts = [
+    new LossChart($('chart')),
+    new LineChart($('acc-chart'), {
+      series: [{ field: 'train_accuracy', label: 'train', colour: '#9a9a9a' }, { field: 'test_accuracy', label: 'test', colour: '#111' }],
+      format: (v) => `${(v * 100).toFixed(1)}%`, yMin: 0, yMax: 1,
+    }),
+    new LineChart($('lr-chart'), {
+      series: [{ field: 'learning_rate', label: 'learning rate', colour: '#0877bd' }],
+      format: (v) => v.toPrecision(3), yMin: 0,
+    }),
+  ];
+
+  // speed
+  $('speed').addEventListener('change', (e) => {
+    const v = e.target.value;
+    ctx.send({ type: 'speed', epochs_per_frame: v === 'auto' ? 'auto' : Number(v) });
+  });
+
+  // CSV
+  $('csv-download').addEventListener('click', () => {
+    download(`nnplay-${app.cfg?.dataset || 'data'}.csv`, toCSV(app.points));
+  });
+  $('csv-upload').addEventListener('change', async (e) => {
+    const file = e.target.files?.[0];
+    e.target.value = '';
+    if (!file || !app.cfg) return;
+    const problem = app.cfg.problem;
+    const { points, classes, errors } = parseCSV(await file.text(), { problem, maxPoints: app.maxPoints || 1000 });
+    if (errors.length) { ctx.showError(`CSV: ${errors.join('; ')}`); return; }
+    const config = { ...app.cfg, dataset: 'custom', points, classes };
+    if (classes !== app.cfg.classes) Object.assign(config, { output_activation: undefined, loss: undefined });
+    if (Array.isArray(config.class_weight)) delete config.class_weight;
+    for (const k of Object.keys(config)) if (config[k] === undefined || config[k] === null) delete config[k];
+    ctx.send({ type: 'config', config });
+  });
+
+  // share
+  const share = new ShareDialog($('share-dialog'));
+  $('share').addEventListener('click', () => share.open());
+
+  // palette
+  $('cbPalette').addEventListener('change', (e) => {
+    setPalette(e.target.checked);
+    metrics.recolour();
+    ctx.setView('cbPalette', e.target.checked);
+  });
+  if (ctx.view.cbPalette) setPalette(true);
+
+  function syncBatch() {
+    const n = app.points.train.length || 1;
+    const el = $('batchSize');
+    el.max = String(n);
+    const full = app.cfg.batch_size >= n;
+    el.value = String(Math.min(n, app.cfg.batch_size));
+    $('batchSize-out').textContent = full ? 'full batch' : String(app.cfg.batch_size);
+  }
+  $('batchSize').addEventListener('input', (e) => {
+    if (Number(e.target.value) >= Number(e.target.max)) $('batchSize-out').textContent = 'full batch';
+  });
+
+  return {
+    charts,
+    /** After controls.sync: mirror the config into the extra controls. */
+    sync(view) {
+      advanced.sync(app.cfg, { maxPoints: app.maxPoints });
+      $('cbPalette').checked = !!view.cbPalette;
+      syncBatch();
+    },
+    onState(msg) {
+      if (msg.speed != null) $('speed').value = String(msg.speed);
+      if (msg.server?.chunk) {
+        for (const o of $('speed').options) o.disabled = o.value !== 'auto' && Number(o.value) > msg.server.chunk;
+      }
+    },
+    onFrame(h) {
+      if (h.history?.length) for (const c of charts) c.add(h.history, app.historyFields);
+      if (h.epoch === 0 && !h.history?.length) for (const c of charts) c.clear();
+    },
+    render() {
+      metrics.update(app.metrics || {}, app.cfg?.problem || 'classification', app.lastFrame?.header.classes || app.cfg?.classes);
+      for (const c of charts) c.draw();
+    },
+    clearCharts() {
+      for (const c of charts) { c.clear(); c.draw(); }
+    },
+  };
+}
