@@ -30,28 +30,37 @@ from core.train import Data, Hyper, Reg, Task, TrainState, frame, predict, train
 # --- compilation counting ----------------------------------------------------------------
 
 _compilations = 0
+_cache_hits = 0
 _count_lock = threading.Lock()
 _listening = False
 
 
-def _on_event(event: str, *args, **kwargs) -> None:
+def _on_duration(event: str, *args, **kwargs) -> None:
     global _compilations
-    if event == "/jax/compilation_cache/compile_requests_use_cache" or event.endswith("backend_compile_duration"):
-        if event.endswith("backend_compile_duration"):
-            with _count_lock:
-                _compilations += 1
+    if event == "/jax/core/compile/backend_compile_duration":
+        with _count_lock:
+            _compilations += 1
+
+
+def _on_event(event: str, *args, **kwargs) -> None:
+    global _cache_hits
+    if event == "/jax/compilation_cache/cache_hits":
+        with _count_lock:
+            _cache_hits += 1
 
 
 def compilations() -> int:
-    """XLA compilations in this process so far (backend compiles, cache hits excluded)."""
+    """XLA compilations in this process so far. Executables loaded from the persistent
+    compilation cache are not counted (JAX reports them as backend compiles too)."""
     _listen()
-    return _compilations
+    return _compilations - _cache_hits
 
 
 def _listen() -> None:
     global _listening
     if not _listening:
-        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        jax.monitoring.register_event_duration_secs_listener(_on_duration)
+        jax.monitoring.register_event_listener(_on_event)
         _listening = True
 
 

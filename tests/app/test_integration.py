@@ -1,0 +1,139 @@
+"""A real ``nnplay serve`` process on a free loopback port, driven by a real websocket client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+from app.session import decode_frame
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(port: int) -> subprocess.Popen:
+    env = {**os.environ, "NNPLAY_WARMUP_SESSIONS": "", "NNPLAY_MAX_SESSIONS": "4"}
+    exe = Path(sys.executable).with_name("nnplay")
+    return subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 600) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("server did not become ready")
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.stderr.read().decode()
+
+
+@pytest.fixture()
+def server():
+    port = free_port()
+    proc = start(port)
+    try:
+        wait_ready(port, proc)
+        yield port, proc
+    finally:
+        log = stop(proc)
+        assert "Traceback" not in log, log[-3000:]
+
+
+def frames(ws, n: int):
+    got = []
+    while len(got) < n:
+        msg = ws.recv(timeout=60)
+        if isinstance(msg, bytes):
+            got.append(decode_frame(msg))
+    return got
+
+
+def test_real_server_trains_and_answers(server):
+    port, _ = server
+    with connect(f"ws://127.0.0.1:{port}/ws", origin=f"http://127.0.0.1:{port}") as ws:
+        state = json.loads(ws.recv(timeout=30))
+        assert state["type"] == "state"
+        ws.send(json.dumps({"type": "patch", "patch": {"dataset": "spiral", "optimizer": "adam", "learning_rate": 0.01}}))
+        ws.send(json.dumps({"type": "play"}))
+        got = frames(ws, 20)
+        epochs = [h["epoch"] for h, _ in got]
+        assert epochs[-1] > epochs[0]
+        ws.send(json.dumps({"type": "dance"}))
+        while True:
+            msg = ws.recv(timeout=30)
+            if isinstance(msg, str) and json.loads(msg)["type"] == "error":
+                assert "unknown message type" in json.loads(msg)["message"]
+                break
+        frames(ws, 3)  # still training
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+        text = r.read().decode()
+    assert "nnplay_frames_sent_total" in text
+
+
+def test_cross_site_origin_refused(server):
+    port, _ = server
+    from websockets.exceptions import InvalidStatus, ConnectionClosed
+
+    with pytest.raises((InvalidStatus, ConnectionClosed)):
+        with connect(f"ws://127.0.0.1:{port}/ws", origin="https://evil.example") as ws:
+            ws.recv(timeout=10)
+            ws.recv(timeout=10)
+
+
+def test_restart_then_reconnect(server):
+    """Kill the server while a client is connected; a new server on the same port serves
+    the client again (the page re-sends its URL config on reconnect)."""
+    port, proc = server
+    cfg = {"dataset": "xor", "layers": [{"units": 3, "activation": "relu"}]}
+    with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+        json.loads(ws.recv(timeout=30))
+        ws.send(json.dumps({"type": "config", "config": cfg}))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with pytest.raises(Exception):
+            for _ in range(100):
+                ws.recv(timeout=10)
+    proc2 = start(port)
+    try:
+        wait_ready(port, proc2)
+        with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            json.loads(ws.recv(timeout=30))
+            ws.send(json.dumps({"type": "config", "config": cfg}))
+            while True:
+                msg = ws.recv(timeout=30)
+                if isinstance(msg, str) and json.loads(msg)["type"] == "state":
+                    assert json.loads(msg)["config"]["layers"] == cfg["layers"]
+                    break
+    finally:
+        stop(proc2)
