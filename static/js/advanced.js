@@ -102,7 +102,9 @@ export class Advanced {
     }
     input.id = `adv-${it.id}`;
     input.setAttribute('aria-label', it.name);
-    input.addEventListener('change', () => this.onChange(it, input));
+    // typed but not yet committed: a state message arriving meanwhile must not overwrite it
+    input.addEventListener('input', () => { input.dataset.pending = '1'; });
+    input.addEventListener('change', () => { delete input.dataset.pending; this.onChange(it, input); });
     if (it.kind === 'check') wrap.append(input, text); else wrap.append(text, input);
     this.els.set(it.id, { it, wrap, input });
     return wrap;
@@ -126,11 +128,13 @@ export class Advanced {
   }
 
   /** Mirror a config into the panel; show only the settings relevant to it. */
-  sync(cfg, { maxPoints } = {}) {
+  sync(cfg, { maxPoints, force = false } = {}) {
     this.cfg = cfg;
     for (const { it, wrap, input } of this.els.values()) {
       wrap.hidden = it.show ? !it.show(cfg) : false;
       if (!input) continue;
+      if (force) delete input.dataset.pending;
+      if (input.dataset.pending) continue;
       const v = getOf(it)(cfg);
       if (it.kind === 'check') input.checked = !!v;
       else input.value = v == null ? '' : String(v);

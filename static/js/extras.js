@@ -64,23 +64,28 @@ export function setupExtras(ctx) {
   });
   if (ctx.view.cbPalette) setPalette(true);
 
+  let pendingBatch = null; // slider moved but not yet released
   function syncBatch() {
     const n = app.points.train.length || 1;
     const el = $('batchSize');
     el.max = String(n);
+    if (pendingBatch != null) { el.value = pendingBatch; return; }
     const full = app.cfg.batch_size >= n;
     el.value = String(Math.min(n, app.cfg.batch_size));
     $('batchSize-out').textContent = full ? 'full batch' : String(app.cfg.batch_size);
   }
+  $('batchSize').addEventListener('change', () => { pendingBatch = null; });
   $('batchSize').addEventListener('input', (e) => {
+    pendingBatch = e.target.value;
     if (Number(e.target.value) >= Number(e.target.max)) $('batchSize-out').textContent = 'full batch';
   });
 
   return {
     charts,
     /** After controls.sync: mirror the config into the extra controls. */
-    sync(view) {
-      advanced.sync(app.cfg, { maxPoints: app.maxPoints });
+    sync(view, { force = false } = {}) {
+      if (force) pendingBatch = null;
+      advanced.sync(app.cfg, { maxPoints: app.maxPoints, force });
       $('cbPalette').checked = !!view.cbPalette;
       syncBatch();
     },

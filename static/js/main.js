@@ -81,9 +81,9 @@ const extras = setupExtras({
 // test hooks (no effect on the page)
 window.__nnplay_socket_close_for_test = () => socket.closeForTest(1000, 'idle timeout (test)');
 
-function syncAll() {
+function syncAll(force = false) {
   controls.sync(app.cfg, view);
-  extras.sync(view);
+  extras.sync(view, { force });
   network.setActivations(app.cfg.layers.map((l) => l.activation));
 }
 
@@ -144,7 +144,7 @@ function handleMessage(msg) {
       if (app.serverCfg) {
         app.cfg = app.serverCfg;
         writeHash(app.cfg, view);
-        syncAll();
+        syncAll(true);
       }
       break;
     case 'notice':
