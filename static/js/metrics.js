@@ -46,9 +46,9 @@ export class MetricsPanel {
     this.mcells = [];
     if (problem === 'regression') return;
     const cap = document.createElement('caption');
-    cap.textContent = 'Confusion matrix (test): rows true class, columns predicted';
+    cap.textContent = 'Confusion matrix (test set)';
     const head = document.createElement('tr');
-    head.append(cell('th', 'true \\ pred', 'corner'));
+    head.append(cell('th', 'true ↓ pred →', 'corner'));
     for (let j = 0; j < k; j++) head.append(this.classHead(j, 'col'));
     const thead = document.createElement('thead');
     thead.append(head);
