@@ -18,7 +18,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from core.config import ConfigError
+from core.config import ConfigError, parse_config, patch_config
 from core.engine import Engine, stack_hyper
 
 from app.metrics import Metrics
@@ -195,11 +195,25 @@ class Scheduler:
 
     # --- commands ------------------------------------------------------------------------
 
+    def _target_config(self, s: Session, a: dict):
+        """The new config, computed from the config current now (so quick successive
+        patches compose instead of overwriting each other)."""
+        limits = self.engine.limits
+        if "patch" in a:
+            return patch_config(s.run.cfg, a["patch"], limits)
+        if "add_points" in a:
+            new = s.add_points(a["add_points"])
+        elif "remove_point" in a:
+            new = s.remove_points(*a["remove_point"])
+        else:
+            return a["config"]
+        return parse_config(new.model_dump(exclude_none=True, exclude={"weights"}), limits)
+
     def _apply(self, s: Session, cmd: Command) -> None:
         k, a = cmd.kind, cmd.args
         try:
             if k == "config":
-                s.run.set_config(a["config"])
+                s.run.set_config(self._target_config(s, a))
                 s.version += 1
             elif k == "play":
                 s.playing = True

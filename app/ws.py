@@ -88,11 +88,14 @@ def parse_message(text: str, session: Session, limits) -> Command:
     if kind == "config":
         args["config"] = parse_config(msg.get("config"), limits)
     elif kind == "patch":
-        args["config"] = patch_config(cfg, msg.get("patch"), limits)
+        patch_config(cfg, msg.get("patch"), limits)  # answer bad values now...
+        args["patch"] = msg["patch"]  # ...and apply to the config current when the scheduler runs it
         kind = "config"
     elif kind == "regenerate":
         seed = msg.get("seed", (cfg.seed + 1) % (2**31))
-        args["config"] = patch_config(cfg, {"seed": seed}, limits)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+            raise BadMessage(f"seed must be an integer 0..{2**31 - 1}, got {json.dumps(seed)[:40]}")
+        args["patch"] = {"seed": seed}
         kind = "config"
     elif kind == "step":
         args["epochs"] = _int(msg, "epochs", 1, 1000) if "epochs" in msg else 1
@@ -125,8 +128,8 @@ def parse_message(text: str, session: Session, limits) -> Command:
                 parsed.append(Point.model_validate(p))
             except ValidationError as err:
                 raise ConfigError([f"points[{i}].{m}" for m in format_errors(err)]) from None
-        new = session.add_points(parsed)
-        args["config"] = parse_config(new.model_dump(exclude_none=True, exclude={"weights"}), limits)
+        parse_config(session.add_points(parsed).model_dump(exclude_none=True, exclude={"weights"}), limits)
+        args["add_points"] = parsed
         kind = "config"
     elif kind == "export":
         fmt = msg.get("format")
@@ -134,9 +137,7 @@ def parse_message(text: str, session: Session, limits) -> Command:
             raise BadMessage(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {json.dumps(fmt)[:40]}")
         args["format"] = fmt
     elif kind == "remove_point":
-        x1, x2 = _float(msg, "x1", -6, 6), _float(msg, "x2", -6, 6)
-        args["config"] = parse_config(session.remove_points(x1, x2).model_dump(exclude_none=True, exclude={"weights"}),
-                                      limits)
+        args["remove_point"] = (_float(msg, "x1", -6, 6), _float(msg, "x2", -6, 6))
         kind = "config"
     return Command(kind, args)
 

@@ -209,3 +209,19 @@ def test_session_cap_and_origin(client, settings):
         with client.websocket_connect("/ws", headers={"origin": "https://evil.example"}) as ws:
             ws.receive_json()
     assert exc.value.code == 1008
+
+
+def test_quick_successive_patches_compose(client):
+    with client.websocket_connect("/ws") as ws:
+        recv(ws, "state")
+        ws.send_json({"type": "patch", "patch": {"learning_rate": 0.3}})
+        ws.send_json({"type": "patch", "patch": {"optimizer": "adam"}})
+        ws.send_json({"type": "patch", "patch": {"l2": 0.001}})
+        ack(ws, "config")
+        ack(ws, "config")
+        last = ack(ws, "config")
+        st = recv(ws, "state")
+        while st["version"] != last["version"]:
+            st = recv(ws, "state")
+        cfg = st["config"]
+        assert (cfg["learning_rate"], cfg["optimizer"], cfg["l2"]) == (0.3, "adam", 0.001)

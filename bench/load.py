@@ -1,0 +1,172 @@
+"""Load benchmark: N websocket clients on loopback, each playing its own net (a).
+
+Starts ``nnplay serve`` on a free loopback port (or uses --url), connects N clients, plays for
+--seconds, changes the learning rate every second per client and measures:
+delivered frames/s per client (p50, p5), epochs/s per session (p50), control change -> first
+frame reflecting it (p50, p99 ms), server CPU % and RSS. Bounded in clients and time; stops
+the server it started.
+
+    .venv/bin/python bench/load.py --clients 1 --seconds 15
+    .venv/bin/python bench/load.py --clients 200 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import websockets
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from app.session import decode_frame  # noqa: E402
+
+NET_A = {"dataset": "spiral", "n_points": 500, "features": ["x1", "x2"],
+         "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "tanh"}],
+         "optimizer": "sgd", "learning_rate": 0.03, "batch_size": 10}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(cpu seconds, rss MiB) of a process and its children."""
+    cpu, rss = 0.0, 0.0
+    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in pids:
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text().split()
+            cpu += (int(stat[13]) + int(stat[14])) / tick
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1]) / 1024
+        except FileNotFoundError:
+            pass
+    return cpu, rss
+
+
+async def client(url: str, seconds: float, out: dict, idx: int, start_evt: asyncio.Event) -> None:
+    frames, epochs0, epochs1, lat = 0, None, None, []
+    by_tag: dict[str, float] = {}  # change sent, not yet acknowledged
+    by_version: dict[int, float] = {}  # acknowledged: waiting for a frame of that version
+    async with websockets.connect(url, max_size=2**24) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "config", "config": {**NET_A, "seed": idx}}))
+        await ws.send(json.dumps({"type": "play"}))
+        await start_evt.wait()
+        t_end = time.monotonic() + seconds
+        next_change = time.monotonic() + random.random()
+        version = 0
+        while time.monotonic() < t_end:
+            try:
+                msg = await asyncio.wait_for(ws.recv(), timeout=max(0.01, t_end - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            now = time.monotonic()
+            if isinstance(msg, bytes):
+                header, _ = decode_frame(msg)
+                frames += 1
+                epochs0 = header["epoch"] if epochs0 is None else epochs0
+                epochs1 = header["epoch"]
+                for v in [v for v in by_version if header["version"] >= v]:
+                    lat.append(now - by_version.pop(v))
+                version = max(version, header["version"])
+            else:
+                m = json.loads(msg)
+                if m["type"] == "ack" and m.get("of") == "config" and m.get("id") in by_tag:
+                    by_version[m["version"]] = by_tag.pop(m["id"])
+            if now >= next_change:
+                next_change = now + 1.0
+                tag = f"c{idx}-{now}"
+                by_tag[tag] = now
+                await ws.send(json.dumps({"type": "patch", "id": tag,
+                                          "patch": {"learning_rate": random.choice([0.01, 0.03, 0.1])}}))
+    out[idx] = {"fps": frames / seconds, "eps": ((epochs1 or 0) - (epochs0 or 0)) / seconds, "lat": lat}
+
+
+async def main_async(args) -> dict:
+    proc = None
+    url = args.url
+    if not url:
+        port = free_port()
+        env = {**os.environ, "NNPLAY_MAX_SESSIONS": str(max(args.clients, 1) + 5),
+               "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5), "NNPLAY_RATE_LIMIT": "100"}
+        exe = Path(sys.executable).with_name("nnplay")
+        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        t0 = time.monotonic()
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - t0 > 600:
+                raise SystemExit("server not ready")
+            await asyncio.sleep(0.3)
+        ready_s = time.monotonic() - t0
+        url = f"ws://127.0.0.1:{port}/ws"
+    try:
+        out: dict = {}
+        start_evt = asyncio.Event()
+        tasks = [asyncio.create_task(client(url, args.seconds, out, i, start_evt)) for i in range(args.clients)]
+        await asyncio.sleep(min(10, 1 + args.clients * 0.05))
+        cpu0, _ = proc_stats(proc.pid) if proc else (0, 0)
+        t0 = time.monotonic()
+        start_evt.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.seconds + 120)
+        wall = time.monotonic() - t0
+        cpu1, rss = proc_stats(proc.pid) if proc else (0, 0)
+        fps = np.array([o["fps"] for o in out.values()])
+        eps = np.array([o["eps"] for o in out.values()])
+        lat = np.concatenate([o["lat"] for o in out.values()] or [np.zeros(0)]) * 1000
+        return {
+            "clients": args.clients, "seconds": args.seconds,
+            "frames_per_s_p50": round(float(np.median(fps)), 1), "frames_per_s_p5": round(float(np.percentile(fps, 5)), 1),
+            "epochs_per_s_p50": round(float(np.median(eps)), 1), "epochs_per_s_p5": round(float(np.percentile(eps, 5)), 1),
+            "change_to_frame_ms_p50": round(float(np.median(lat)), 1) if len(lat) else None,
+            "change_to_frame_ms_p99": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
+            "server_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1) if proc else None,
+            "server_rss_mib": round(rss, 1) if proc else None,
+            "server_ready_s": round(ready_s, 1) if proc else None,
+        }
+    finally:
+        if proc:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT/ws of a running server (loopback only)")
+    args = p.parse_args()
+    if not 1 <= args.clients <= 500 or not 1 <= args.seconds <= 900:
+        raise SystemExit("--clients must be 1..500 and --seconds 1..900")
+    if args.url and not args.url.startswith(("ws://127.", "ws://localhost", "ws://[::1]")):
+        raise SystemExit("--url must be a loopback address")
+    print(json.dumps(asyncio.run(main_async(args))))
+
+
+if __name__ == "__main__":
+    main()
