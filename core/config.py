@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
+    WrapValidator,
     field_validator,
     model_validator,
 )
@@ -81,8 +81,16 @@ def _fmt(v: float) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _not_bool(v: object) -> None:
+    # pydantic's lax mode reads true/false as 1/0; a switch where a number belongs is a mistake.
+    if isinstance(v, bool):
+        raise PydanticCustomError("number", "must be a number, got {v}", {"v": str(v).lower()})
+
+
 def _range(lo: float, hi: float):
-    def check(v, info: ValidationInfo):
+    def check(v, handler, info: ValidationInfo):
+        _not_bool(v)
+        v = handler(v)
         if isinstance(v, float) and not math.isfinite(v):
             raise PydanticCustomError("finite", "must be a finite number, got {v}", {"v": str(v)})
         if not lo <= v <= hi:
@@ -91,7 +99,7 @@ def _range(lo: float, hi: float):
             )
         return v
 
-    return AfterValidator(check)
+    return WrapValidator(check)
 
 
 def Float(lo: float, hi: float, default: float, doc: str):
@@ -115,6 +123,12 @@ class Layer(_Strict):
 
     units: int = Field(4, description="neurons in this layer", json_schema_extra=_bounds(1, 8))
     activation: Activation = "tanh"
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _units_not_bool(cls, v: object) -> object:
+        _not_bool(v)
+        return v
 
     @field_validator("units", mode="after")
     @classmethod
@@ -181,7 +195,7 @@ class Config(_Strict):
     class_weight: Literal["balanced"] | list[Annotated[float, _range(0, 100)]] | None = None
     optimizer: Optimizer = "sgd"
     learning_rate: Float(1e-6, 10.0, 0.03, "step size") = 0.03
-    momentum: Float(0.0, 0.999, 0.9, "momentum (optimizer 'momentum' and 'rmsprop')") = 0.9
+    momentum: Float(0.0, 0.999, 0.9, "momentum (optimizer 'momentum'; RMSProp has none)") = 0.9
     beta_1: Float(0.0, 0.999, 0.9, "Adam first-moment decay") = 0.9
     beta_2: Float(0.0, 0.99999, 0.999, "Adam second-moment decay") = 0.999
     rho: Float(0.0, 0.999, 0.9, "RMSProp decay of the squared-gradient average") = 0.9
@@ -353,7 +367,7 @@ def format_errors(err: ValidationError) -> list[str]:
             else:
                 loc += ("." if loc else "") + str(part)
         kind, msg, value = e["type"], e["msg"], e.get("input")
-        if kind in ("range", "finite", "unique", "shape"):
+        if kind in ("range", "finite", "unique", "shape", "number"):
             text = msg
         elif kind == "combination":
             out.append(msg)

@@ -1,8 +1,10 @@
 """Seeded 2-D datasets, TensorFlow Playground's and a few more, and the input features.
 
 Every generator returns points in [-6, 6]^2 (x1, x2) and labels: a class index 0..K-1 for
-classification (TensorFlow Playground's -1 is class 0, +1 is class 1) or a value in [-1, 1]
-for regression. Same config and seed give the same points.
+classification (TensorFlow Playground's -1 is class 0, +1 is class 1) or a value for
+regression: in [-1, 1] for multigauss; (x1 + x2) / 10 for plane, which like TensorFlow
+Playground's reaches +-1.2 (+-1.8 with noise at the shifted position). Same config and seed
+give the same points.
 
 Noise semantics (``noise`` in 0..0.5, TensorFlow Playground's 0..50 %):
 

@@ -1,0 +1,356 @@
+"""The engine as the server and CLI use it: no recompilation for any setting change (single and
+batched), determinism, batched = separate runs, network surgery, frames and divergence."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from core.config import ACTIVATIONS, parse_config, patch_config
+from core.engine import Run, compilations, stack_hyper
+from core.train import _grid_points
+
+ALL_FEATURES = ["x1", "x2", "x1_sq", "x2_sq", "x1x2", "sin_x1", "sin_x2"]
+CUSTOM_POINTS = [{"x1": float(i % 7) - 3, "x2": float(i % 5) - 2, "label": i % 2} for i in range(30)]
+CUSTOM_POINTS[0]["subset"], CUSTOM_POINTS[1]["subset"] = "train", "test"
+
+# Cumulative patches that together touch every setting; each must leave a valid config.
+PATCHES = [
+    {"learning_rate": 0.1}, {"learning_rate": 0.003},
+    {"optimizer": "momentum"}, {"momentum": 0.5},
+    {"optimizer": "rmsprop"}, {"rho": 0.8}, {"epsilon": 1e-4},
+    {"optimizer": "adam"}, {"beta_1": 0.8, "beta_2": 0.99}, {"epsilon": 1e-7},
+    {"optimizer": "sgd"},
+    {"lr_schedule": "step", "decay_rate": 0.3, "decay_epochs": 2}, {"lr_schedule": "exponential", "decay_rate": 0.9},
+    {"lr_schedule": "cosine", "cosine_alpha": 0.1, "decay_epochs": 7}, {"lr_schedule": "warmup_cosine", "warmup_epochs": 1},
+    {"lr_schedule": "constant"},
+    {"batch_size": 1}, {"batch_size": 16}, {"batch_size": 17}, {"batch_size": 128}, {"batch_size": 129},
+    {"batch_size": 250}, {"batch_size": 4000}, {"batch_size": 10},
+    {"shuffle": False}, {"shuffle": True},
+    {"l1": 0.01}, {"l2": 0.02}, {"l1": 0.0, "l2": 0.0},
+    {"dropout": 0.3}, {"input_noise": 0.5}, {"dropout": 0.0, "input_noise": 0.0},
+    {"batch_norm": True}, {"batch_norm": False, "layer_norm": True}, {"layer_norm": False},
+    {"early_stopping_patience": 3}, {"early_stopping_patience": 0},
+    {"augmentation": {"jitter": 0.2, "flip_x1": True}}, {"augmentation": {"flip_x2": True}}, {"augmentation": {}},
+    {"class_weight": "balanced"}, {"class_weight": [1.0, 3.0]}, {"class_weight": None},
+    {"features": ALL_FEATURES}, {"features": ["x1x2"]}, {"features": ["x1", "sin_x2"]}, {"features": ["x1", "x2"]},
+    {"layers": [{"units": 5}, {"units": 2}]}, {"layers": [{"units": 5}, {"units": 2}, {"units": 3}]},
+    {"layers": [{"units": 5}]}, {"layers": []},
+    {"layers": [{"units": 8, "activation": a} for a in ACTIVATIONS[:6]]},
+    {"layers": [{"units": u, "activation": a} for u, a in zip((1, 8, 3, 6, 2, 7), ACTIVATIONS[2:])]},
+    {"layers": [{"units": 4, "activation": "sigmoid"}, {"units": 3, "activation": "linear"}]},
+    {"layers": [{"units": 4, "activation": "relu"}, {"units": 2, "activation": "tanh"}]},
+    {"output_activation": "tanh"}, {"output_activation": "sigmoid", "loss": "mse"}, {"loss": "mae"},
+    {"output_activation": "softmax", "loss": None}, {"output_activation": None},
+    {"dataset": "xor"}, {"dataset": "gauss"}, {"dataset": "spiral"}, {"dataset": "moons"}, {"dataset": "checkerboard"},
+    {"dataset": "blobs", "classes": 3}, {"classes": 5}, {"classes": 4, "class_weight": [1.0, 2.0, 1.0, 0.5]},
+    {"dataset": "spiral", "classes": 3, "class_weight": None},
+    {"dataset": "circle", "classes": 2},
+    {"problem": "regression", "dataset": "plane"}, {"dataset": "multigauss", "output_activation": "tanh"},
+    {"loss": "mae", "output_activation": None},
+    {"dataset": "custom", "points": [{**p, "label": (p["label"] - 0.5)} for p in CUSTOM_POINTS], "loss": None},
+    {"problem": "classification", "points": CUSTOM_POINTS},
+    {"classes": 3, "points": [{**p, "label": i % 3} for i, p in enumerate(CUSTOM_POINTS)]},
+    {"dataset": "circle", "classes": 2, "points": None},
+    {"n_points": 50}, {"n_points": 1000}, {"noise": 0.3}, {"seed": 5}, {"train_ratio": 0.8}, {"class_ratio": 0.2},
+    {"init": "he_normal", "layers": [{"units": 3}]}, {"init": "uniform"}, {"init": "zeros"},
+    {"weights": [{"w": [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], "b": [0.0, 0.1, 0.2]}, {"w": [[1.0], [-1.0], [0.5]], "b": [0.0]}]},
+    {"learning_rate": 10.0, "problem": "regression", "dataset": "plane", "class_ratio": None,
+     "layers": [{"units": 8, "activation": "relu"}] * 3},  # diverges
+]
+
+
+@pytest.mark.slow
+def test_no_recompilation_for_any_setting(warm_engine, backend_compiles):
+    engine = warm_engine
+    run = Run(engine, parse_config({}))
+    run.train(2)
+    run.frame()
+    before, loads = compilations(), backend_compiles()
+    cfg = run.cfg
+    for patch in PATCHES:
+        cfg = patch_config(cfg, patch)
+        run.set_config(cfg)
+        run.train(2)
+        out, neurons, row = run.frame()
+        assert out.shape == (2, 100, 100) and neurons.shape == (engine.n_layers, 8, 20, 20)
+        assert (compilations(), backend_compiles()) == (before, loads), f"compiled after {patch}"
+    run.reset()
+    run.set_param(0, "w", 0, 0, 0.5)
+    run.regenerate(11)
+    run.train(40, every=7)  # more than one chunk, measuring now and then
+    run.frame()
+    assert (compilations(), backend_compiles()) == (before, loads)
+
+
+def stack(trees):
+    return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *trees)
+
+
+def unstack(tree, k):
+    return jax.tree.map(lambda a: np.asarray(a)[k], tree)
+
+
+# Sessions stepped together share depth, activations and (so that they stay real branches under
+# vmap) optimizer, norms and which optional work they do (shuffle, input noise, dropout); they
+# differ in everything else.
+SHARED = {"layers": [{"units": 4, "activation": "relu"}, {"units": 2, "activation": "tanh"}], "optimizer": "adam"}
+BATCH_CONFIGS = [
+    {"dataset": "circle", "learning_rate": 0.03, "seed": 1, "batch_size": 10, "dropout": 0.2, "input_noise": 0.1},
+    {"dataset": "xor", "learning_rate": 0.01, "beta_1": 0.8, "seed": 2, "batch_size": 5, "l2": 0.01,
+     "features": ["x1", "x2", "x1x2"], "dropout": 0.1, "input_noise": 0.3, "n_points": 300},
+    {"dataset": "blobs", "classes": 3, "seed": 3, "batch_size": 16, "input_noise": 0.2, "dropout": 0.3,
+     "lr_schedule": "cosine", "decay_epochs": 4,
+     "layers": [{"units": 6, "activation": "relu"}, {"units": 3, "activation": "tanh"}]},
+]
+
+
+def batch_configs():
+    return [parse_config({**SHARED, **c}) for c in BATCH_CONFIGS]
+
+
+@pytest.mark.slow
+def test_batched_equals_separate_runs(warm_engine, batched_size):
+    engine = warm_engine
+    assert len(BATCH_CONFIGS) == batched_size
+    cfgs = batch_configs()
+    runs = [Run(engine, c) for c in cfgs]
+    states, datas = stack([r.state for r in runs]), stack([r.data for r in runs])
+    hypers = stack_hyper([r.hyper for r in runs])
+    cap = engine.bucket(16)
+    assert all(engine.bucket(c.batch_size) == cap for c in cfgs)
+    states, hist, ok = engine.train_many(states, datas, hypers, 6, 2, cap, 1)
+    hist, ok = np.asarray(hist), np.asarray(ok)
+    for k, run in enumerate(runs):
+        single = run.train(6)
+        assert ok[k].sum() == 6
+        np.testing.assert_allclose(hist[k][ok[k]], single, rtol=1e-5, atol=1e-6)
+        for mine, theirs in zip(jax.tree.leaves(unstack(states, k).params), jax.tree.leaves(run.state.params)):
+            np.testing.assert_allclose(mine, np.asarray(theirs), rtol=1e-5, atol=1e-6)
+    # the sessions really differ from one another
+    assert not np.allclose(hist[0][ok[0]], hist[1][ok[1]])
+    # frames too
+    out, neurons, rows = engine.frame_many(states, datas, hypers, 2)
+    for k, run in enumerate(runs):
+        o, n, r = run.frame()
+        assert np.abs(np.asarray(out)[k].astype(int) - o).max() <= 1
+        assert np.abs(np.asarray(neurons)[k].astype(int) - n).max() <= 1
+        np.testing.assert_allclose(np.asarray(rows)[k], r, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_batched_setting_changes_do_not_compile(warm_engine, batched_size, backend_compiles):
+    engine = warm_engine
+    runs = [Run(engine, c) for c in batch_configs()]
+
+    def step(runs, cap, depth):
+        states, datas = stack([r.state for r in runs]), stack([r.data for r in runs])
+        hypers = stack_hyper([r.hyper for r in runs])
+        states, hist, _ = engine.train_many(states, datas, hypers, 1, depth, cap, 1)
+        out = engine.frame_many(states, datas, hypers, depth)
+        jax.block_until_ready((hist, out))
+
+    step(runs, engine.bucket(16), 2)
+    before, loads = compilations(), backend_compiles()
+    deep = [{"units": 8, "activation": "tanh"}] * 6
+    changes = [  # (patch for every session, per-session patches)
+        ({"optimizer": "rmsprop"}, [{"learning_rate": 0.5}, {"rho": 0.5}, {"lr_schedule": "step"}]),
+        ({"optimizer": "sgd", "dropout": 0.0, "input_noise": 0.0, "shuffle": False},
+         [{"dataset": "spiral", "classes": 4}, {"features": ALL_FEATURES}, {"l1": 0.1}]),
+        ({"batch_norm": True, "augmentation": {"flip_x1": True}},
+         [{"n_points": 1000}, {"class_weight": "balanced"}, {"problem": "regression", "dataset": "plane", "classes": 2}]),
+        ({"batch_norm": False, "layer_norm": True, "optimizer": "momentum",
+          "layers": [{"units": 8, "activation": "elu"}, {"units": 1, "activation": "gelu"}, {"units": 5, "activation": "silu"}]},
+         [{}, {"momentum": 0.1}, {}]),
+        ({"layers": [], "layer_norm": False}, [{}, {}, {}]),
+        ({"layers": deep}, [{}, {"layers": [{"units": 2, "activation": "tanh"}] * 6}, {}]),
+    ]
+    for shared, own in changes:
+        for run, patch in zip(runs, own):
+            run.set_config(patch_config(run.cfg, {**shared, **patch}))
+        for batch in (12, 100, 1000):  # one per bucket
+            for run in runs:
+                run.set_config(patch_config(run.cfg, {"batch_size": batch}))
+            step(runs, engine.bucket(batch), runs[0].depth)
+    assert (compilations(), backend_compiles()) == (before, loads)
+
+
+def test_same_config_and_seed_are_deterministic(engine):
+    data = {"dataset": "spiral", "seed": 9, "dropout": 0.2, "input_noise": 0.3, "shuffle": True,
+            "augmentation": {"jitter": 0.1, "flip_x1": True}, "optimizer": "adam", "learning_rate": 0.01,
+            "layers": [{"units": 6, "activation": "relu"}, {"units": 3, "activation": "tanh"}]}
+    a, b = Run(engine, parse_config(data)), Run(engine, parse_config(data))
+    ha, hb = a.train(40), b.train(40)
+    np.testing.assert_array_equal(ha, hb)
+    assert a.weights() == b.weights()
+    np.testing.assert_array_equal(a.frame()[0], b.frame()[0])
+    c = Run(engine, parse_config({**data, "seed": 10}))
+    c.train(40)
+    assert c.weights() != a.weights()
+    # reset goes back to the same start
+    w0 = Run(engine, parse_config(data)).weights()
+    a.reset()
+    assert a.weights() == w0 and a.epoch == 0
+    np.testing.assert_array_equal(a.train(40), ha)
+
+
+# --- network surgery -------------------------------------------------------------------------------
+
+
+def trained(engine, data, epochs=5):
+    run = Run(engine, parse_config(data))
+    run.train(epochs)
+    return run
+
+
+def test_surgery_add_unit_keeps_weights(engine):
+    run = trained(engine, {"layers": [{"units": 4}, {"units": 2}]})
+    old = run.weights()
+    run.set_config(patch_config(run.cfg, {"layers": [{"units": 5}, {"units": 2}]}))
+    new = run.weights()
+    np.testing.assert_array_equal(np.array(new[0]["w"])[:, :4], old[0]["w"])
+    np.testing.assert_array_equal(np.array(new[0]["b"])[:4], old[0]["b"])
+    np.testing.assert_array_equal(np.array(new[1]["w"])[:4], old[1]["w"])
+    np.testing.assert_array_equal(new[1]["b"], old[1]["b"])
+    np.testing.assert_array_equal(new[2]["w"], old[2]["w"])
+    np.testing.assert_array_equal(new[2]["b"], old[2]["b"])
+    assert np.array(new[0]["w"]).shape == (2, 5) and np.array(new[1]["w"]).shape == (5, 2)
+    assert run.epoch == 5
+    assert len(run.train(2)) == 2
+
+
+def test_surgery_remove_unit_keeps_the_rest(engine):
+    run = trained(engine, {"layers": [{"units": 4}, {"units": 3}]})
+    old = run.weights()
+    run.set_config(patch_config(run.cfg, {"layers": [{"units": 4}, {"units": 2}]}))
+    new = run.weights()
+    np.testing.assert_array_equal(new[0]["w"], old[0]["w"])
+    np.testing.assert_array_equal(new[1]["w"], np.array(old[1]["w"])[:, :2])
+    np.testing.assert_array_equal(new[2]["w"], np.array(old[2]["w"])[:2])
+
+
+def test_surgery_add_layer_keeps_weights(engine):
+    run = trained(engine, {"layers": [{"units": 4}, {"units": 2}]})
+    old = run.weights()
+    run.set_config(patch_config(run.cfg, {"layers": [{"units": 4}, {"units": 2}, {"units": 3, "activation": "relu"}]}))
+    new = run.weights()
+    assert len(new) == 4
+    for j in (0, 1):
+        np.testing.assert_array_equal(new[j]["w"], old[j]["w"])
+        np.testing.assert_array_equal(new[j]["b"], old[j]["b"])
+    np.testing.assert_array_equal(new[3]["b"], old[2]["b"])  # the output bias survives
+    assert np.array(new[2]["w"]).shape == (2, 3) and np.array(new[3]["w"]).shape == (3, 1)
+
+
+def test_surgery_add_feature_keeps_weights(engine):
+    run = trained(engine, {"features": ["x1", "x2"], "layers": [{"units": 3}, {"units": 2}]})
+    old = run.weights()
+    run.set_config(patch_config(run.cfg, {"features": ["x1", "x2", "x1_sq", "sin_x2"]}))
+    new = run.weights()
+    assert run.cfg.features == ["x1", "x2", "x1_sq", "sin_x2"]
+    np.testing.assert_array_equal(np.array(new[0]["w"])[:2], old[0]["w"])  # x1, x2 rows by name
+    for j in (1, 2):
+        np.testing.assert_array_equal(new[j]["w"], old[j]["w"])
+        np.testing.assert_array_equal(new[j]["b"], old[j]["b"])
+    # remove x1 again: x2's row is still the one trained
+    run.set_config(patch_config(run.cfg, {"features": ["x2", "x1_sq"]}))
+    newer = run.weights()
+    np.testing.assert_array_equal(np.array(newer[0]["w"])[0], np.array(old[0]["w"])[1])
+    np.testing.assert_array_equal(np.array(newer[0]["w"])[1], np.array(new[0]["w"])[2])
+
+
+def test_surgery_with_the_predictions_of_unchanged_units(engine, np_ref):
+    """Adding a unit whose outgoing weights we zero leaves the network's function unchanged."""
+    run = trained(engine, {"layers": [{"units": 3, "activation": "tanh"}]})
+    pts = np.random.default_rng(0).uniform(-6, 6, (50, 2))
+    before = run.predict(pts)
+    run.set_config(patch_config(run.cfg, {"layers": [{"units": 4, "activation": "tanh"}]}))
+    run.set_param(1, "w", 3, 0, 0.0)
+    np.testing.assert_allclose(run.predict(pts), before, rtol=1e-5, atol=1e-6)
+    cfg = {"features": run.cfg.features, "layers": [{"units": 4, "activation": "tanh"}], "output_activation": "sigmoid"}
+    np.testing.assert_allclose(run.predict(pts), np_ref.mlp(run.weights(), pts, cfg), rtol=1e-4, atol=1e-6)
+
+
+# --- frames ------------------------------------------------------------------------------------------
+
+
+def grid(n):
+    """Row r is x2 = 6 - 12 r / (n - 1) (top is +6), column c is x1 = -6 + 12 c / (n - 1)."""
+    t = np.linspace(-6.0, 6.0, n)
+    return np.meshgrid(t, t[::-1])
+
+
+def quantised(v, lo, hi):
+    return np.round((np.clip(v, lo, hi) - lo) / (hi - lo) * 255).astype(int)
+
+
+def assert_image_close(got, want):
+    diff = np.abs(got.astype(int) - want)
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.98
+
+
+@pytest.mark.parametrize("w", [(1.0, 0.0), (0.0, 1.0), (0.7, -0.4)])
+def test_output_heatmap_of_a_known_perceptron(engine, np_ref, w):
+    cfg = parse_config({"layers": [], "output_activation": "sigmoid", "weights": [{"w": [[w[0]], [w[1]]], "b": [0.0]}]})
+    out, neurons, row = Run(engine, cfg).frame()
+    assert out.dtype == np.uint8 and out.shape == (2, 100, 100)
+    assert neurons.dtype == np.uint8 and neurons.shape == (engine.n_layers, 8, 20, 20)
+    x1, x2 = grid(100)
+    z = w[0] * x1 + w[1] * x2
+    assert_image_close(out[0], np.round(np_ref.sigmoid(z) * 255))
+    np.testing.assert_array_equal(out[1], (z > 0).astype(np.uint8))
+    np.testing.assert_allclose(_grid_points(100), np.stack([x1.ravel(), x2.ravel()], 1), atol=1e-6)
+
+
+def test_neuron_heatmaps(engine):
+    cfg = parse_config({"layers": [{"units": 2, "activation": "tanh"}, {"units": 1, "activation": "relu"}],
+                        "weights": [{"w": [[1.0, 0.0], [0.0, 0.5]], "b": [0.0, 0.2]}, {"w": [[1.0], [-1.0]], "b": [0.1]},
+                                    {"w": [[1.0]], "b": [0.0]}]})
+    _, neurons, _ = Run(engine, cfg).frame()
+    x1, x2 = grid(20)
+    h0, h1 = np.tanh(x1), np.tanh(0.5 * x2 + 0.2)
+    assert_image_close(neurons[0, 0], quantised(h0, -1, 1))
+    assert_image_close(neurons[0, 1], quantised(h1, -1, 1))
+    assert_image_close(neurons[1, 0], quantised(np.maximum(h0 - h1 + 0.1, 0), -1, 1))
+
+
+def test_regression_and_multiclass_heatmaps(engine, np_ref):
+    cfg = parse_config({"problem": "regression", "dataset": "plane", "layers": [],
+                        "weights": [{"w": [[0.1], [0.05]], "b": [0.2]}]})
+    out, _, _ = Run(engine, cfg).frame()
+    x1, x2 = grid(100)
+    assert_image_close(out[0], quantised((0.1 * x1 + 0.05 * x2 + 0.2 + 1) / 2, 0, 1))
+    cfg = parse_config({"dataset": "blobs", "classes": 3, "layers": [],
+                        "weights": [{"w": [[1.0, -1.0, 0.0], [0.0, 0.0, 0.5]], "b": [0.0, 0.0, 0.3]}]})
+    out, _, _ = Run(engine, cfg).frame()
+    z = np.stack([x1, -x1, 0.5 * x2 + 0.3], -1)  # no ties on the grid
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_array_equal(out[1], np.argmax(z, -1))
+    assert_image_close(out[0], np.round(p.max(-1) * 255))
+
+
+@pytest.mark.parametrize("how", ["learning_rate", "set_param"])
+def test_diverged_run_is_reported_and_recovers(engine, how):
+    data = {"problem": "regression", "dataset": "plane", "layers": [{"units": 8, "activation": "relu"}] * 3,
+            "learning_rate": 10.0 if how == "learning_rate" else 0.01}
+    run = Run(engine, parse_config(data))
+    if how == "set_param":
+        run.train(1)
+        run.set_param(0, "w", 0, 0, 1e38)
+        run.set_param(1, "w", 0, 0, 1e38)
+    run.train(50)
+    m = run.metrics()
+    assert m["diverged"] is True
+    out, neurons, row = run.frame()
+    assert out.dtype == np.uint8 and neurons.dtype == np.uint8
+    assert out.shape == (2, 100, 100) and neurons.shape == (engine.n_layers, 8, 20, 20)
+    epoch = run.epoch
+    assert len(run.train(5)) == 0 and run.epoch == epoch  # a diverged run does not go on
+    run.reset()
+    m = run.metrics()
+    assert m["diverged"] is False and np.isfinite(m["test_loss"]) and run.epoch == 0
+    run.set_config(patch_config(run.cfg, {"learning_rate": 0.01}))
+    hist = run.train(5)
+    assert len(hist) == 5 and np.all(np.isfinite(hist[:, run.engine.metric_names.index("train_loss")]))
