@@ -51,9 +51,20 @@ def _epochs(body: dict, hi: int) -> int:
     return v
 
 
-def sweep_runs(engine, cfg, lrs: list[float], epochs: int, every: int) -> list[dict]:
+def _single(engine, run: Run, lr: float, epochs: int, every: int) -> dict:
+    names = engine.metric_names
+    rows = run.train(epochs, every=every)
+    i_ep, i_tr, i_te, i_div = (names.index(k) for k in ("epoch", "train_loss", "test_loss", "diverged"))
+    curve = [[int(r[i_ep]), _f(r[i_tr]), _f(r[i_te])] for r in rows if np.isfinite(r[i_tr]) or r[i_div] > 0]
+    return {"learning_rate": lr, "history": curve, "diverged": bool(run.state.diverged),
+            "final_test_loss": curve[-1][2] if curve else None}
+
+
+def sweep_runs(engine, cfg, lrs: list[float], epochs: int, every: int, batched: tuple[int, ...] = ()) -> list[dict]:
     """Train one copy of ``cfg`` per learning rate, all in batched calls of SWEEP_SIZE."""
     runs = [Run(engine, cfg.model_copy(update={"learning_rate": lr})) for lr in lrs]
+    if SWEEP_SIZE not in batched:  # not compiled (yet): train one after another
+        return [_single(engine, r, lr, epochs, every) for r, lr in zip(runs, lrs)]
     pad = runs + [runs[0]] * (SWEEP_SIZE - len(runs))
     tree = lambda xs: jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *xs)  # noqa: E731
     states, datas, hypers = tree([r.state for r in pad]), tree([r.data for r in pad]), stack_hyper([r.hyper for r in pad])
@@ -101,7 +112,8 @@ def sweep(request: Request, body: dict = Body(...)):
         epochs = _epochs(body, 2000)
     except ConfigError as err:
         return _error(err.messages)
-    results = sweep_runs(st.engine, cfg, [float(v) for v in lrs], epochs, max(1, epochs // 100))
+    results = sweep_runs(st.engine, cfg, [float(v) for v in lrs], epochs, max(1, epochs // 100),
+                         st.scheduler.batched_sizes)
     finals = [r["final_test_loss"] if not r["diverged"] and r["final_test_loss"] is not None else math.inf
               for r in results]
     best = int(np.argmin(finals))

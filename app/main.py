@@ -35,22 +35,31 @@ class AppState:
         self.settings = settings
         self.metrics = Metrics()
         self.engine = Engine(settings.limits)
+        # Batched sizes join the scheduler only once compiled (in the background after ready).
         self.scheduler = Scheduler(self.engine, self.metrics, frame_rate=settings.frame_rate,
-                                   idle_pause_s=settings.idle_pause_s,
-                                   batched_sizes=tuple(b for b in settings.warmup_sessions if b > 1))
+                                   idle_pause_s=settings.idle_pause_s)
         self.sessions: dict = {}
         self.per_ip: dict[str, int] = {}
         self.next_id = 0
         self.ready = threading.Event()
         self.warmup_seconds: float | None = None
         self.presets = presets.validated()
+        self.closing = False
 
     def warm(self) -> None:
+        """Compile the single-session functions (then ready), then each batched size; the
+        scheduler starts batching a size once it is compiled, so nothing compiles later."""
         t = time.perf_counter()
-        self.engine.warmup(batched_sizes=tuple(b for b in self.settings.warmup_sessions if b > 1))
+        self.engine.warmup()
         self.warmup_seconds = time.perf_counter() - t
         self.ready.set()
         log.info("engine ready in %.1f s", self.warmup_seconds)
+        for size in sorted(b for b in self.settings.warmup_sessions if b > 1):
+            if self.closing:
+                return
+            self.engine.warmup(batched_sizes=(size,), singles=False)
+            self.scheduler.batched_sizes = tuple(sorted(set(self.scheduler.batched_sizes) | {size}))
+            log.info("batched size %d ready after %.1f s", size, time.perf_counter() - t)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,8 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            state.closing = True
             state.scheduler.stop()
-            await asyncio.wait_for(asyncio.shield(warm), timeout=None) if not warm.done() else None
+            if not warm.done():
+                await warm
 
     app = FastAPI(title="nnplay", version="0.1.0", lifespan=lifespan)
     templates = Jinja2Templates(directory=str(ROOT / "templates"))

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from core.config import ConfigError, parse_config, patch_config
-from core.engine import Engine, stack_hyper
+from core.engine import Engine, group_key, stack_hyper
 
 from app.metrics import Metrics
 from app.session import Command, Session
@@ -136,7 +136,7 @@ class Scheduler:
                 n = self.auto_epochs if s.speed == "auto" else int(s.speed)
             if n:
                 r = s.run
-                key = (r.depth, tuple(np.asarray(r.hyper.arch.act).tolist()), self.engine.bucket(r.cfg.batch_size), n)
+                key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth))
                 work[key].append((s, n))
         trained: dict[int, np.ndarray] = {}
         t0 = time.perf_counter()
@@ -156,7 +156,7 @@ class Scheduler:
         return bool(work)
 
     def _train_group(self, key: tuple, group: list[tuple[Session, int]]) -> dict[int, np.ndarray]:
-        depth, _, cap, n = key
+        depth, cap, n, _ = key
         out: dict[int, np.ndarray] = {}
         sizes = [b for b in self.batched_sizes if b > 1]
         i = 0

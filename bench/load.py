@@ -165,6 +165,8 @@ def main() -> None:
         raise SystemExit("--clients must be 1..500 and --seconds 1..900")
     if args.url and not args.url.startswith(("ws://127.", "ws://localhost", "ws://[::1]")):
         raise SystemExit("--url must be a loopback address")
+    # A SIGTERM (e.g. from `timeout`) still runs the finally block that stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
     print(json.dumps(asyncio.run(main_async(args))))
 
 

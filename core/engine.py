@@ -25,7 +25,7 @@ from core.config import (
 from core.metrics import names as metric_names
 from core.model import D, K, Arch, Norm, Params, init_params
 from core.optim import OptHyper
-from core.train import Data, Hyper, Reg, Task, TrainState, frame, predict, train_chunk
+from core.train import Data, Flags, Hyper, Reg, Task, TrainState, frame, predict, train_chunk
 
 # --- compilation counting ----------------------------------------------------------------
 
@@ -128,7 +128,9 @@ def hyper_from_config(cfg: Config, split: datasets.Split, n_layers: int) -> Hype
         class_w=class_weights(cfg, split), batch_size=i(cfg.batch_size), shuffle=np.bool_(cfg.shuffle),
         patience=i(cfg.early_stopping_patience), n_train=i(len(split.y_train)), n_test=i(len(split.y_test)),
     )
-    return Hyper(arch=arch, opt=opt, reg=reg, task=task)
+    flags = Flags(shuffle=np.bool_(cfg.shuffle), augment=np.bool_(cfg.input_noise > 0 or aug.active),
+                  dropout=np.bool_(cfg.dropout > 0))
+    return Hyper(arch=arch, opt=opt, reg=reg, task=task, flags=flags)
 
 
 def _fans(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -245,17 +247,34 @@ def _opt_init(params: Params):
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
 
-# Batched calls share the activation indices (grouped by the scheduler), so that each layer's
-# activation stays a real branch instead of a select over all eight.
+# Batched calls share what selects code: activations, norms, optimizer and the optional work
+# flags (the scheduler groups sessions by ``group_key``), so these stay real branches under
+# vmap instead of selects that compute every alternative.
 HYPER_AXES = Hyper(
-    arch=Arch(feat_mask=0, unit_mask=0, act=None, out_mask=0, batch_norm=0, layer_norm=0), opt=0, reg=0, task=0)
+    arch=Arch(feat_mask=0, unit_mask=0, act=None, out_mask=0, batch_norm=None, layer_norm=None),
+    opt=OptHyper(*([None] + [0] * (len(OptHyper._fields) - 1))), reg=0, task=0,
+    flags=Flags(shuffle=None, augment=None, dropout=None))
+
+
+def group_key(hyper: Hyper, depth: int) -> tuple:
+    """Sessions with equal keys can be stepped in one batched call."""
+    a, f = hyper.arch, hyper.flags
+    return (depth, tuple(np.asarray(a.act).tolist()), bool(a.batch_norm), bool(a.layer_norm),
+            int(hyper.opt.optimizer), bool(f.shuffle), bool(f.augment), bool(f.dropout))
 
 
 def stack_hyper(hypers, s: int | None = None) -> Hyper:
-    """Stack per-session Hyper into one batched Hyper (``act`` taken from the first)."""
+    """Stack per-session Hyper into one batched Hyper; the shared parts come from the first
+    (all must have the same ``group_key``)."""
     hs = [hypers] * s if s is not None else list(hypers)
     stacked = jax.tree.map(lambda *a: np.stack(a), *hs)
-    return stacked._replace(arch=stacked.arch._replace(act=np.asarray(hs[0].arch.act)))
+    h0 = hs[0]
+    return stacked._replace(
+        arch=stacked.arch._replace(act=np.asarray(h0.arch.act), batch_norm=h0.arch.batch_norm,
+                                   layer_norm=h0.arch.layer_norm),
+        opt=stacked.opt._replace(optimizer=h0.opt.optimizer),
+        flags=h0.flags,
+    )
 
 
 def bucket(batch_size: int, buckets: tuple[int, ...]) -> int:
@@ -311,13 +330,14 @@ class Engine:
     def frame_many(self, states, datas, hypers, depth: int):
         return self._frame_many(states, datas, hypers, np.int32(depth))
 
-    def warmup(self, *, batched_sizes: tuple[int, ...] = ()) -> None:
+    def warmup(self, *, batched_sizes: tuple[int, ...] = (), singles: bool = True) -> None:
         """Compile every function this engine will call (all buckets), so that no setting
         change later triggers a compilation."""
         run = Run(self, Config())
-        for cap in self.buckets:
-            jax.block_until_ready(self.train(run.state, run.data, run.hyper, 0, 0, cap))
-        jax.block_until_ready(self.frame(run.state, run.data, run.hyper, 0))
+        if singles:
+            for cap in self.buckets:
+                jax.block_until_ready(self.train(run.state, run.data, run.hyper, 0, 0, cap))
+            jax.block_until_ready(self.frame(run.state, run.data, run.hyper, 0))
         for s in batched_sizes:
             stack = lambda t: jax.tree.map(lambda a: np.stack([a] * s), t)  # noqa: E731
             st, da, hy = stack(run.state), stack(run.data), stack_hyper(run.hyper, s)

@@ -159,9 +159,9 @@ def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, h):
         lvar = (((z - lmu) ** 2) * um).sum(-1, keepdims=True) / nu
         return (z - lmu) * jax.lax.rsqrt(lvar + LN_EPS) * g + be
 
-    # Selects, not branches: on these small arrays a conditional costs more than the work.
-    z = jnp.where(arch.batch_norm, batch_norm(z), z)
-    z = jnp.where(arch.layer_norm, layer_norm(z), z)
+    # Real branches: the flags are shared by a batched group, so unused norms cost nothing.
+    z = jax.lax.cond(arch.batch_norm, batch_norm, lambda z: z, z)
+    z = jax.lax.cond(arch.layer_norm, layer_norm, lambda z: z, z)
     a = activate(z, arch.act[layer]) * um
     nxt = a if keep is None else a * keep
     return nxt, a, mu, var

@@ -51,11 +51,21 @@ class Reg(NamedTuple):
     flip_x2: jax.Array  # () bool
 
 
+class Flags(NamedTuple):
+    """Which optional work an epoch does at all. In a batched call these are shared by the
+    group (the scheduler groups sessions by them), so they stay real branches under vmap."""
+
+    shuffle: jax.Array  # () bool
+    augment: jax.Array  # () bool: input noise, jitter or flips
+    dropout: jax.Array  # () bool
+
+
 class Hyper(NamedTuple):
     arch: Arch
     opt: OptHyper
     reg: Reg
     task: Task
+    flags: Flags
 
 
 class Data(NamedTuple):
@@ -129,13 +139,12 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
     n = jnp.maximum(task.n_train, 1)
     valid = jnp.arange(N) < task.n_train
     perm = lax.cond(
-        task.shuffle,
+        hyper.flags.shuffle,
         lambda: jnp.argsort(jnp.where(valid, jax.random.uniform(k_perm, (N,)), 2.0)),
         lambda: jnp.arange(N),
     )
     x, y = data.x_train[perm], data.y_train[perm]
-    noisy = (reg.input_noise > 0) | (reg.jitter > 0) | reg.flip_x1 | reg.flip_x2
-    x = lax.cond(noisy, lambda: _augment(x, reg, k_aug), lambda: x)
+    x = lax.cond(hyper.flags.augment, lambda: _augment(x, reg, k_aug), lambda: x)
     feats = jnp.concatenate([padded_features(x), jnp.zeros((bcap, D))])
     ys = jnp.concatenate([y, jnp.zeros((bcap,))])
     B = jnp.clip(task.batch_size, 1, n)
@@ -152,7 +161,7 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
         rows = ((jnp.arange(bcap) < B) & (start + jnp.arange(bcap) < n)).astype(jnp.float32)
         p = reg.dropout
         keep = lax.cond(
-            p > 0,
+            hyper.flags.dropout,
             lambda: (jax.random.uniform(jax.random.fold_in(k_drop, i), (bcap, n_layers, D)) >= p) / (1 - p),
             lambda: jnp.ones((bcap, n_layers, D)),
         )
@@ -177,14 +186,12 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
     params, opt_state, norm, gsum = lax.fori_loop(0, n_updates, update, carry)
     state = state._replace(params=params, opt_state=opt_state, norm=norm, key=key, epoch=state.epoch + 1)
     M = len(names(n_layers))
-    diverged = ~_finite(params)
-    row = lax.cond(
-        measure | diverged,
+    return lax.cond(
+        measure,
         lambda s: _measure(s, data, hyper, depth, lr, gsum / n_updates.astype(jnp.float32), epochs_since),
         lambda s: (s, jnp.full((M,), jnp.nan, jnp.float32)),
-        state._replace(diverged=diverged),
+        state,
     )
-    return row
 
 
 def _measure(state: TrainState, data: Data, hyper: Hyper, depth, lr, gnorm, epochs_since):
@@ -192,7 +199,7 @@ def _measure(state: TrainState, data: Data, hyper: Hyper, depth, lr, gnorm, epoc
     "validation error"), which restores the best weights when patience runs out."""
     task = hyper.task
     m = _metrics(state, data, hyper, depth)
-    diverged = state.diverged | ~jnp.isfinite(m["train_loss"])
+    diverged = state.diverged | ~jnp.isfinite(m["train_loss"]) | ~_finite(state.params)
     better = m["test_loss"] < state.best_loss
     since = jnp.where(better, 0, state.since_best + epochs_since)
     state = state._replace(
@@ -246,12 +253,19 @@ def train_chunk(
     M = len(names(n_layers))
 
     def step(state, i):
-        go = (i < n_epochs) & ~state.stopped & ~state.diverged
+        # Only shared values decide the branch; a session that stopped or diverged computes
+        # along (in a batch) but keeps its state.
         measure = ((i + 1) % every == 0) | (i == n_epochs - 1)
         since = jnp.where(i == n_epochs - 1, (i % every) + 1, every)
+        frozen = state.stopped | state.diverged
+
+        def run(s):
+            new, row = _epoch(s, data, hyper, depth, n_layers, bcap, measure, since)
+            return _with_ok(_tree_where(frozen, s, new), jnp.where(frozen, jnp.nan, row), ~frozen)
+
         return lax.cond(
-            go,
-            lambda s: _with_ok(*_epoch(s, data, hyper, depth, n_layers, bcap, measure, since), True),
+            i < n_epochs,
+            run,
             lambda s: _with_ok(s, jnp.full((M,), jnp.nan, jnp.float32), False),
             state,
         )
