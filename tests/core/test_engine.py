@@ -95,11 +95,12 @@ def unstack(tree, k):
 # Sessions stepped together share depth, activations and (so that they stay real branches under
 # vmap) optimizer, norms and which optional work they do (shuffle, input noise, dropout); they
 # differ in everything else.
-SHARED = {"layers": [{"units": 4, "activation": "relu"}, {"units": 2, "activation": "tanh"}], "optimizer": "adam"}
+SHARED = {"layers": [{"units": 4, "activation": "relu"}, {"units": 2, "activation": "tanh"}], "optimizer": "adam",
+          "n_points": 120}
 BATCH_CONFIGS = [
     {"dataset": "circle", "learning_rate": 0.03, "seed": 1, "batch_size": 10, "dropout": 0.2, "input_noise": 0.1},
     {"dataset": "xor", "learning_rate": 0.01, "beta_1": 0.8, "seed": 2, "batch_size": 5, "l2": 0.01,
-     "features": ["x1", "x2", "x1x2"], "dropout": 0.1, "input_noise": 0.3, "n_points": 300},
+     "features": ["x1", "x2", "x1x2"], "dropout": 0.1, "input_noise": 0.3, "n_points": 200},
     {"dataset": "blobs", "classes": 3, "seed": 3, "batch_size": 16, "input_noise": 0.2, "dropout": 0.3,
      "lr_schedule": "cosine", "decay_epochs": 4,
      "layers": [{"units": 6, "activation": "relu"}, {"units": 3, "activation": "tanh"}]},
@@ -159,7 +160,7 @@ def test_batched_setting_changes_do_not_compile(warm_engine, batched_size, backe
         ({"optimizer": "sgd", "dropout": 0.0, "input_noise": 0.0, "shuffle": False},
          [{"dataset": "spiral", "classes": 4}, {"features": ALL_FEATURES}, {"l1": 0.1}]),
         ({"batch_norm": True, "augmentation": {"flip_x1": True}},
-         [{"n_points": 1000}, {"class_weight": "balanced"}, {"problem": "regression", "dataset": "plane", "classes": 2}]),
+         [{"n_points": 60}, {"class_weight": "balanced"}, {"problem": "regression", "dataset": "plane", "classes": 2}]),
         ({"batch_norm": False, "layer_norm": True, "optimizer": "momentum",
           "layers": [{"units": 8, "activation": "elu"}, {"units": 1, "activation": "gelu"}, {"units": 5, "activation": "silu"}]},
          [{}, {"momentum": 0.1}, {}]),
