@@ -30,7 +30,11 @@ const app = {
   lastFrame: null,
   closeInfo: null,
   awaitingFirstState: true,
+  // Messages sent that the server answers with a `state` (or an error). While any is in
+  // flight, a `state` describes an older config than the page shows: do not roll back to it.
+  inFlight: 0,
 };
+const STATEFUL = new Set(['config', 'patch', 'regenerate', 'reset', 'add_points', 'remove_point']);
 
 const outCanvas = $('output-canvas');
 
@@ -39,6 +43,7 @@ const socket = new Socket({
     app.connected = true;
     app.closeInfo = null;
     app.awaitingFirstState = true;
+    app.inFlight = 0;
     pollHealth();
     renderStatus();
   },
@@ -50,6 +55,14 @@ const socket = new Socket({
     renderStatus();
   },
 });
+
+{
+  const rawSend = socket.send.bind(socket);
+  socket.send = (msg) => {
+    if (STATEFUL.has(msg.type)) app.inFlight += 1;
+    return rawSend(msg);
+  };
+}
 
 const controls = new Controls({
   emit: patch,
@@ -113,8 +126,10 @@ function handleMessage(msg) {
         app.maxPoints = msg.server.max_points;
       }
       window.__nnplay_last_state = msg;
-      extras.onState(msg);
       app.serverCfg = msg.config;
+      if (!msg.server) app.inFlight = Math.max(0, app.inFlight - 1);
+      if (app.inFlight > 0 && !app.awaitingFirstState) break; // a newer change is on its way
+      extras.onState(msg);
       app.cfg = msg.config;
       app.points = msg.points || app.points;
       app.historyFields = msg.history_fields || app.historyFields;
@@ -141,7 +156,8 @@ function handleMessage(msg) {
       break;
     case 'error':
       showError(msg.message);
-      if (app.serverCfg) {
+      app.inFlight = Math.max(0, app.inFlight - 1);
+      if (app.serverCfg && app.inFlight === 0) {
         app.cfg = app.serverCfg;
         writeHash(app.cfg, view);
         syncAll(true);
