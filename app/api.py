@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from core.backprop import parse_request, walkthrough
 from core.config import ConfigError, parse_config
 from core.engine import Run, stack_hyper
+from core.surfaces import SURFACES, contour_grid, paths
 
 router = APIRouter(prefix="/api")
 SWEEP_SIZE = 8  # a sweep is one batched call of this many runs (compiled at start)
@@ -155,3 +156,20 @@ def lr_range(request: Request, body: dict = Body(...)):
         slope = np.gradient(smooth, lrs)
         suggestion = float(10 ** lrs[int(np.argmin(slope[1:-1])) + 1])
     return {"points": points, "suggested_learning_rate": suggestion}
+
+
+@router.post("/paths")
+def optimizer_paths(body: dict = Body(default_factory=dict)):
+    """Trajectories of sgd, momentum, rmsprop and adam (optax) on a 2-D surface from the same
+    start, plus the surface on an 80x80 grid over [-2, 2]^2 for contours."""
+    try:
+        surface = body.get("surface", "bowl")
+        if surface not in SURFACES:
+            raise ConfigError([f"surface must be one of {', '.join(SURFACES)}, got {surface!r}"[:120]])
+        lr = _number(body, "learning_rate", 1e-4, 2.0, 0.05)
+        momentum = _number(body, "momentum", 0.0, 0.999, 0.9)
+        x0, y0 = _number(body, "x0", -2, 2, -1.5), _number(body, "y0", -2, 2, 1.5)
+        steps = _epochs({"epochs": body.get("steps", 100)}, 500)
+    except ConfigError as err:
+        return _error([m.replace("epochs", "steps") for m in err.messages])
+    return {**paths(surface, (x0, y0), lr, momentum, steps), "grid": contour_grid(surface), "range": [-2, 2]}

@@ -87,3 +87,28 @@ def test_export_over_websocket(client, fmt):
             assert z["w0"].shape == (2, 4) and z["w2"].shape == (2, 1)
         ws.send_json({"type": "export", "format": "onnx"})
         assert "format must be one of" in recv(ws, "error")["message"]
+
+
+def test_optimizer_paths_against_optax(client):
+    import optax
+    import jax.numpy as jnp
+
+    r = client.post("/api/paths", json={"surface": "bowl", "learning_rate": 0.1, "steps": 20, "x0": -1.5, "y0": 1.0})
+    body = r.json()
+    assert set(body["paths"]) == {"sgd", "momentum", "rmsprop", "adam"}
+    # sgd on x^2 + y^2: p <- p - lr * 2p  =>  p_k = (1 - 2 lr)^k p_0 (the lecture's gradient [2x, 2y])
+    pts = np.array(body["paths"]["sgd"]["points"])
+    assert np.allclose(pts[-1], np.array([-1.5, 1.0]) * 0.8**20, atol=1e-9)
+    # adam: optax applied directly
+    opt = optax.adam(0.1)
+    p = jnp.array([-1.5, 1.0])
+    s = opt.init(p)
+    for _ in range(20):
+        u, s = opt.update(2 * p, s)
+        p = p + u
+    assert np.allclose(body["paths"]["adam"]["points"][-1], np.asarray(p), atol=1e-5)
+    assert len(body["grid"]) == 80
+    r = client.post("/api/paths", json={"surface": "mexican-hat"})
+    assert r.status_code == 422 and "surface must be one of" in r.json()["error"]
+    r = client.post("/api/paths", json={"steps": 0})
+    assert r.status_code == 422 and "steps must be" in r.json()["error"]
