@@ -78,6 +78,8 @@ def parse_message(text: str, session: Session, limits) -> Command:
         raise BadMessage("message is nested too deeply") from None
     except json.JSONDecodeError as err:
         raise BadMessage(f"malformed JSON: {err.msg} at position {err.pos}") from None
+    except ValueError as err:  # e.g. an integer literal over Python's 4300-digit str->int limit
+        raise BadMessage(f"malformed JSON: {str(err).split(';')[0]}") from None
     if not isinstance(msg, dict):
         raise BadMessage(f"a message must be a JSON object with a 'type', got {type(msg).__name__}")
     kind = msg.get("type")
