@@ -5,11 +5,13 @@ import { Controls } from './controls.js';
 import { Network } from './network.js';
 import { setupExtras } from './extras.js';
 import { drawGrid, drawPoints, fromCanvas } from './heatmap.js';
+import { setupViews } from './views/index.js';
+import { setupExport } from './views/export.js';
 
 const $ = (id) => document.getElementById(id);
 const initial = readHash();
 const flags = initial.flags;
-const view = { showTest: false, discretize: false, cbPalette: false, ...initial.view };
+const view = { showTest: false, discretize: false, cbPalette: false, view: 'playground', ...initial.view };
 
 if (flags.embed) document.body.classList.add('embed');
 if (flags.present) document.body.classList.add('present');
@@ -91,7 +93,19 @@ const extras = setupExtras({
   setView: (k, v) => { view[k] = v; if (app.cfg) writeHash(app.cfg, view); drawOutput(); },
 });
 
+const views = setupViews(
+  {
+    app, flags, patch, showError, send: (msg) => socket.send(msg),
+    onChange(name) { view.view = name; if (app.cfg) writeHash(app.cfg, view); },
+  },
+  { tabs: $('view-tabs'), panel: $('view-panel'), board: $('board') },
+);
+views.open(view.view, { silent: true });
+
+const exporter = setupExport($('export'), { send: (msg) => socket.send(msg), canvas: outCanvas, showError });
+
 // test hooks (no effect on the page)
+window.__nnplay_views = views;
 window.__nnplay_socket_close_for_test = () => socket.closeForTest(1000, 'idle timeout (test)');
 
 function syncAll(force = false) {
@@ -131,6 +145,7 @@ function handleMessage(msg) {
       if (app.inFlight > 0 && !app.awaitingFirstState) break; // a newer change is on its way
       extras.onState(msg);
       app.cfg = msg.config;
+      views.onState(msg);
       app.points = msg.points || app.points;
       app.historyFields = msg.history_fields || app.historyFields;
       app.playing = msg.playing;
@@ -166,6 +181,9 @@ function handleMessage(msg) {
     case 'notice':
       showError(msg.message);
       break;
+    case 'export':
+      exporter.onMessage(msg);
+      break;
     default:
       break;
   }
@@ -186,6 +204,7 @@ function handleFrame(frame) {
   app.epoch = h.epoch;
   extras.onFrame(h);
   app.metrics = h.metrics || {};
+  views.onFrame(frame);
   if (!pendingDraw) {
     pendingDraw = true;
     requestAnimationFrame(() => {
@@ -206,6 +225,7 @@ function render() {
   network.update(f, { discretize: view.discretize });
   extras.render();
   drawOutput();
+  views.render();
   renderStatus();
 }
 
@@ -279,6 +299,7 @@ function togglePlay() {
 function step() { socket.send({ type: 'step', epochs: 1 }); }
 function reset() {
   extras.clearCharts();
+  views.reset();
   socket.send({ type: 'reset' });
 }
 
@@ -293,6 +314,7 @@ document.addEventListener('keydown', (ev) => {
   if (ev.key === ' ' && !(t instanceof HTMLButtonElement)) { ev.preventDefault(); togglePlay(); }
   else if (ev.key === 's') step();
   else if (ev.key === 'r') reset();
+  else if ((ev.key === 'ArrowLeft' || ev.key === 'ArrowRight') && views.onKey(ev)) ev.preventDefault();
 });
 
 outCanvas.addEventListener('click', (ev) => {
@@ -327,7 +349,10 @@ async function loadPresets() {
     }
     sel.addEventListener('change', () => {
       const p = presets.find((x) => x.name === sel.value);
-      if (p) socket.send({ type: 'config', config: p.config });
+      if (p) {
+        socket.send({ type: 'config', config: p.config });
+        if (p.view) views.open(p.view);
+      }
     });
   } catch (err) {
     showError(`could not load presets: ${err}`);

@@ -84,7 +84,14 @@ export const HASH_FIELDS = [
   { key: 'classWeight', ...str, get: (c) => (c.class_weight === 'balanced' ? 'balanced' : undefined), set: (c, v) => { if (v === 'balanced') c.class_weight = v; } },
 ];
 
-export const VIEW_KEYS = ['showTest', 'discretize', 'cbPalette'];
+/** View-only keys (not config): booleans, and the teaching view's name (`view=backprop`). */
+export const VIEW_FIELDS = [
+  { key: 'showTest', ...bool },
+  { key: 'discretize', ...bool },
+  { key: 'cbPalette', ...bool },
+  { key: 'view', ...str, omit: 'playground' },
+];
+export const VIEW_KEYS = VIEW_FIELDS.map((f) => f.key);
 export const FLAG_KEYS = ['embed', 'present'];
 
 const DEFAULT_REG_RATE = 0.001;
@@ -114,7 +121,7 @@ export function readHash(hash = location.hash) {
   }
   finish(config);
   const view = {};
-  for (const k of VIEW_KEYS) if (params.has(k)) view[k] = params.get(k) === 'true';
+  for (const f of VIEW_FIELDS) if (params.has(f.key)) view[f.key] = f.parse(params.get(f.key));
   const flags = {};
   for (const k of FLAG_KEYS) flags[k] = params.get(k) === '1' || params.get(k) === 'true';
   const hidden = new Set();
@@ -131,7 +138,7 @@ export function writeHash(cfg, view) {
     if (v === undefined || v === null) continue;
     out.set(f.key, f.fmt(v));
   }
-  for (const k of VIEW_KEYS) if (view && k in view) out.set(k, String(view[k]));
+  for (const f of VIEW_FIELDS) if (view && f.key in view && view[f.key] !== f.omit) out.set(f.key, f.fmt(view[f.key]));
   for (const [k, v] of old) if (FLAG_KEYS.includes(k) || k.endsWith('_hide')) out.set(k, v);
   const hash = '#' + out.toString().replace(/%2C/g, ',');
   if (hash !== location.hash) history.replaceState(null, '', hash);
