@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         st: AppState = request.app.state.nn
         ready = st.ready.is_set()
         body = {"status": "ok" if ready else "warming up", "ready": ready, "sessions": len(st.sessions),
-                "warmup_seconds": st.warmup_seconds}
+                "warmup_seconds": st.warmup_seconds, "batched_sizes": list(st.scheduler.batched_sizes)}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/api/schema")

@@ -113,10 +113,10 @@ class Scheduler:
 
     def _adapt(self, spent: float) -> None:
         """Auto speed: as many epochs per frame as the frame period allows."""
-        if spent < 0.6 * self.period:
+        if spent < 0.75 * self.period:
             self.auto_epochs = min(self.engine.chunk, self.auto_epochs + max(1, self.auto_epochs // 4))
-        elif spent > self.period:
-            self.auto_epochs = max(1, int(self.auto_epochs * 0.7))
+        elif spent > 0.95 * self.period:
+            self.auto_epochs = max(1, int(self.auto_epochs * 0.8))
 
     def tick(self) -> bool:
         with self.lock:

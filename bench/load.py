@@ -104,7 +104,9 @@ async def main_async(args) -> dict:
     url = args.url
     if not url:
         port = free_port()
+        sizes = [] if args.clients == 1 else [8, 64]
         env = {**os.environ, "NNPLAY_MAX_SESSIONS": str(max(args.clients, 1) + 5),
+               "NNPLAY_WARMUP_SESSIONS": ",".join(map(str, sizes)),
                "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5), "NNPLAY_RATE_LIMIT": "100"}
         exe = Path(sys.executable).with_name("nnplay")
         proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], cwd=ROOT, env=env,
@@ -113,11 +115,11 @@ async def main_async(args) -> dict:
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    if r.status == 200:
+                    if r.status == 200 and set(sizes) <= set(json.loads(r.read())["batched_sizes"]):
                         break
             except OSError:
                 pass
-            if time.monotonic() - t0 > 600:
+            if time.monotonic() - t0 > 900:
                 raise SystemExit("server not ready")
             await asyncio.sleep(0.3)
         ready_s = time.monotonic() - t0
