@@ -102,10 +102,9 @@ export class ImbalanceView {
       const q = prAt(probs, labels, t);
       if (q.precision != null && q.recall != null) curve.push([q.recall, q.precision]);
     }
-    curve.sort((a, b) => a[0] - b[0]);
     const cur = r.precision != null && r.recall != null ? [[r.recall, r.precision]] : [];
     plot(this.pr, {
-      series: [{ label: 'PR', colour: '#0072B2', points: curve }, { label: 'now', colour: '#D55E00', points: cur, endMarker: '●' }],
+      series: [{ label: 'PR', colour: '#0072B2', points: curve, dots: true }, { label: 'now', colour: '#D55E00', points: cur, endMarker: '●' }],
       xMin: 0, xMax: 1, yMin: 0, yMax: 1, tightY: true, xLabel: 'recall', yLabel: 'precision',
     });
   }

@@ -130,6 +130,10 @@ export function plot(canvas, opts) {
     }
     ctx.stroke();
     ctx.setLineDash([]);
+    if (s.dots) {
+      ctx.fillStyle = s.colour;
+      for (const [x, y] of s.points) if (ok(x, logX) && ok(y, logY)) { ctx.beginPath(); ctx.arc(X(x), Y(y), 2, 0, 2 * Math.PI); ctx.fill(); }
+    }
     if (s.endMarker && s.points.length) {
       const last = [...s.points].reverse().find(([x, y]) => ok(x, logX) && ok(y, logY));
       if (last) {
