@@ -355,9 +355,12 @@ def walkthrough(req: BackpropRequest) -> dict:
             da_dz = jac
         else:
             da_dz = ACTIVATIONS[act][1](z, a)
-        if act == "softmax" and req.loss == "categorical_crossentropy":
+        # The output layer's cross-entropy shortcuts; hidden layers always use the chain rule.
+        ce_softmax = l == L and act == "softmax" and req.loss == "categorical_crossentropy"
+        ce_sigmoid = l == L and act == "sigmoid" and req.loss == "binary_crossentropy"
+        if ce_softmax:
             delta = a - t  # the Jacobian and -t/y cancel; exact even where y rounds to 0
-        elif act == "sigmoid" and req.loss == "binary_crossentropy":
+        elif ce_sigmoid:
             delta = (a - t) / units
         elif act == "softmax":
             delta = jac.T @ dE_da
@@ -370,10 +373,10 @@ def walkthrough(req: BackpropRequest) -> dict:
             else:
                 step("backward", l, f"da{l}_{j + 1}/dz{l}_{j + 1} = {act}'(z{l}_{j + 1}) = "
                      f"{_derivative_text(act, z[j], a[j])} = {_n(da_dz[j])}", da_dz[j])
-            if act == "softmax" and req.loss == "categorical_crossentropy":
+            if ce_softmax:
                 text = f"dE/dz{l}_{j + 1} = y{j + 1} - t{j + 1} (softmax and cross-entropy simplify) = " \
                        f"{_n(a[j])} - {_p(t[j])} = {_n(delta[j])}"
-            elif act == "sigmoid" and req.loss == "binary_crossentropy":
+            elif ce_sigmoid:
                 text = f"dE/dz{l}_{j + 1} = (y{j + 1} - t{j + 1})/{units} (sigmoid and cross-entropy simplify) = " \
                        f"({_n(a[j])} - {_p(t[j])})/{units} = {_n(delta[j])}"
             elif act == "softmax":

@@ -230,6 +230,7 @@ def new_state(params: Params, n_layers: int, seed: int) -> TrainState:
         key=_key(seed),
         epoch=np.int32(0), best=params, best_norm=norm, best_loss=np.float32(np.inf), best_epoch=np.int32(0),
         since_best=np.int32(0), stopped=np.bool_(False), diverged=np.bool_(False),
+        grad_norm=np.zeros(n_layers + 1, np.float32),
     )
 
 

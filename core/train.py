@@ -88,6 +88,7 @@ class TrainState(NamedTuple):
     since_best: jax.Array
     stopped: jax.Array  # () bool, early stopping fired
     diverged: jax.Array  # () bool, loss or weights not finite
+    grad_norm: jax.Array  # (L + 1,) mean per-layer gradient norm of the last measured epoch
 
 
 def padded_features(x: jax.Array) -> jax.Array:
@@ -209,6 +210,7 @@ def _measure(state: TrainState, data: Data, hyper: Hyper, depth, lr, gnorm, epoc
         best_epoch=jnp.where(better, state.epoch, state.best_epoch),
         since_best=since,
         diverged=diverged,
+        grad_norm=jnp.asarray(gnorm, jnp.float32),
     )
     stop = (task.patience > 0) & (since >= task.patience) & ~diverged
     state = state._replace(
@@ -312,7 +314,7 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, *, n_la
             neurons = [quantise(h.T, -1.0, 1.0).reshape(D, G, G) for h in hidden]
             grids = jnp.stack(neurons) if n_layers else jnp.zeros((0, D, G, G), jnp.uint8)
             m = _metrics(state, data, hyper, d)
-            row = _row(m, state, optim.schedule(jnp.maximum(state.epoch - 1, 0), hyper.opt), jnp.zeros(n_layers + 1), hyper, d)
+            row = _row(m, state, optim.schedule(jnp.maximum(state.epoch - 1, 0), hyper.opt), state.grad_norm, hyper, d)
             return jnp.stack([value, cls]), grids, row
 
         return run

@@ -1,5 +1,6 @@
 // Gradients view: per-layer gradient norms over epochs (log scale), from the frames' history
-// rows (grad_norm_0.. = hidden layers, then the output layer). Kept client-side; cleared on Reset.
+// metrics (grad_norm_0.. = hidden layer slots, the last one the output layer). Kept
+// client-side; cleared on Reset or when the depth changes.
 import { h, plot, legend, SAFE_COLOURS } from './plot.js';
 
 const MAX_ROWS = 3000;
@@ -26,10 +27,13 @@ export class GradientsView {
     const m = hdr.metrics || {};
     const e = hdr.epoch;
     const last = this.rows[this.rows.length - 1];
-    if (last && e < last[0]) this.rows = [];
+    if (last && (e < last[0] || last.length !== this.depth() + 1)) this.rows = [];
     else if (last && e === last[0]) return;
     if (e === 0) return;
-    this.rows.push([e, ...Array.from({ length: 7 }, (_, i) => m[`grad_norm_${i}`] ?? null)]);
+    // grad_norm_0..grad_norm_{max_layers}: hidden layer slots, then the output (always last)
+    const count = Object.keys(m).filter((k) => k.startsWith('grad_norm_')).length;
+    const norms = Array.from({ length: count }, (_, i) => m[`grad_norm_${i}`] ?? null);
+    this.rows.push([e, ...norms.slice(0, this.depth() - 1), norms[count - 1]]);
     if (this.rows.length > MAX_ROWS) this.rows = this.rows.filter((_, k) => k % 2 === 0 || k > this.rows.length / 2);
   }
 
@@ -42,10 +46,10 @@ export class GradientsView {
     const series = names.map((label, i) => ({
       label, colour: SAFE_COLOURS[i % SAFE_COLOURS.length], points: this.rows.map((r) => [r[0], r[i + 1]]),
     }));
-    const allZero = this.rows.length > 0 && this.rows.every((r) => r.slice(1, n + 1).every((v) => !v));
+    const allZero = this.rows.length > 0 && this.rows.every((r) => r.slice(1).every((v) => !v));
     plot(this.canvas, {
       series, logY: true, xLabel: 'epoch', yLabel: 'gradient norm',
-      empty: allZero ? 'The server reports no gradient norms yet (all 0)' : 'Press Play to train',
+      empty: allZero ? 'No gradients yet: press Play or Step' : 'Press Play to train',
     });
     const last = this.rows[this.rows.length - 1];
     legend(this.legendEl, names.map((label, i) => ({
