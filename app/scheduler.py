@@ -144,30 +144,29 @@ class Scheduler:
             trained.update(self._train_group(key, group))
         if work:
             self.metrics.step_seconds.observe(time.perf_counter() - t0)
-        for s in sessions:
-            if s.id in trained or s.dirty:
-                t1 = time.perf_counter()
-                out, neurons, row = s.run.frame()
-                s.publish(out, neurons, row, trained.get(s.id, np.zeros((0, len(self.engine.metric_names)))))
+        need = [s for s in sessions if s.id in trained or s.dirty]
+        frames: dict[tuple, list[Session]] = defaultdict(list)
+        for s in need:
+            frames[group_key(s.run.hyper, s.run.depth)].append(s)
+        empty = np.zeros((0, len(self.engine.metric_names)))
+        i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
+        for key, group in frames.items():
+            t1 = time.perf_counter()
+            for s, (out, neurons, row) in zip(group, self._frames(key[0], group)):
+                s.publish(out, neurons, row, trained.get(s.id, empty))
                 s.dirty = False
-                self.metrics.frame_seconds.observe(time.perf_counter() - t1)
-                if row[self.engine.metric_names.index("diverged")] > 0 or row[self.engine.metric_names.index("stopped")] > 0:
+                if row[i_div] > 0 or row[i_stop] > 0:
                     s.playing = False
+            self.metrics.frame_seconds.observe((time.perf_counter() - t1) / len(group))
         return bool(work)
 
     def _train_group(self, key: tuple, group: list[tuple[Session, int]]) -> dict[int, np.ndarray]:
         depth, cap, n, _ = key
         out: dict[int, np.ndarray] = {}
-        sizes = [b for b in self.batched_sizes if b > 1]
-        i = 0
-        while i < len(group):
-            rest = len(group) - i
-            size = next((b for b in sizes if b >= rest), sizes[-1] if sizes else 1)
-            part = group[i:i + size] if size > 1 else group[i:i + 1]
-            if size <= 1 or len(part) == 1:
+        for part, size in self._chunks(group):
+            if size == 1:
                 s, k = part[0]
                 out[s.id] = self._train_one(s, k)
-                i += 1
                 continue
             runs = [s.run for s, _ in part]
             pad = runs + [runs[0]] * (size - len(runs))
@@ -180,7 +179,36 @@ class Scheduler:
                 s.run.state = new_states[j]
                 out[s.id] = hist[j][ok[j]]
                 self._count(s, int(ok[j].sum()))
-            i += len(part)
+        return out
+
+    def _chunks(self, items: list) -> list[tuple[list, int]]:
+        """Split a group into parts of a compiled batched size (1 = one at a time)."""
+        sizes = [b for b in self.batched_sizes if b > 1]
+        parts, i = [], 0
+        while i < len(items):
+            rest = len(items) - i
+            size = next((b for b in sizes if b >= rest), sizes[-1] if sizes else 1)
+            if size <= 1 or rest == 1:
+                parts.append((items[i:i + 1], 1))
+                i += 1
+            else:
+                parts.append((items[i:i + size], size))
+                i += size
+        return parts
+
+    def _frames(self, depth: int, group: list[Session]) -> list[tuple]:
+        """Each session's frame, in batched calls where a compiled size fits."""
+        out = []
+        for part, size in self._chunks(group):
+            if size == 1:
+                out.append(part[0].run.frame())
+                continue
+            runs = [s.run for s in part]
+            pad = runs + [runs[0]] * (size - len(runs))
+            o, n, r = self.engine.frame_many(_stack([x.state for x in pad]), _stack([x.data for x in pad]),
+                                             stack_hyper([x.hyper for x in pad]), depth)
+            o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
+            out.extend((o[j], n[j], r[j]) for j in range(len(runs)))
         return out
 
     def _train_one(self, s: Session, n: int) -> np.ndarray:

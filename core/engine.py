@@ -8,10 +8,13 @@ architecture by "network surgery" that keeps every surviving neuron's weights.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +29,8 @@ from core.metrics import names as metric_names
 from core.model import D, K, Arch, Norm, Params, init_params
 from core.optim import OptHyper
 from core.train import Data, Flags, Hyper, Reg, Task, TrainState, frame, predict, train_chunk
+
+log = logging.getLogger("nnplay.engine")
 
 # --- compilation counting ----------------------------------------------------------------
 
@@ -288,6 +293,68 @@ def bucket(batch_size: int, buckets: tuple[int, ...]) -> int:
 # --- the compiled functions ---------------------------------------------------------------
 
 
+def _state_out(args):
+    return jax.tree.structure((args[0], 0, 0))
+
+
+def _triple_out(args):
+    return jax.tree.structure((0, 0, 0))
+
+
+def _source_key() -> str:
+    """Changes whenever the engine's code, JAX or the backend changes."""
+    h = hashlib.sha256(f"{jax.__version__}-{jax.default_backend()}".encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class _Exportable:
+    """A jitted function whose traced program is exported once (``jax.export``) and stored
+    beside the compilation cache. Later processes load it instead of tracing the padded
+    network again (tracing is most of a warm start); the executable itself then comes from
+    the persistent compilation cache. Without a cache directory it is a plain jit call."""
+
+    def __init__(self, name: str, fn, out_structure):
+        self.name, self.fn, self.out_structure = name, fn, out_structure
+        self._call = None
+        self._out = None
+
+    def __call__(self, *args):
+        directory = jax.config.jax_compilation_cache_dir
+        if not directory:
+            return self.fn(*args)
+        leaves, treedef = jax.tree.flatten(args)
+        if self._call is None:
+            try:
+                self._call = self._load(Path(directory), leaves, treedef)
+            except (ImportError, OSError, NotImplementedError) as err:  # export unavailable: trace as usual
+                log.warning("exported %s unavailable (%s); using plain jit", self.name, err)
+                self._call = jax.jit(lambda *xs: jax.tree.leaves(self.fn(*jax.tree.unflatten(treedef, xs))))
+            self._out = self.out_structure(args)
+        return jax.tree.unflatten(self._out, self._call(*leaves))
+
+    def _load(self, directory: Path, leaves, treedef):
+        sig = hashlib.sha256(repr([(np.shape(x), str(np.asarray(x).dtype)) for x in leaves]).encode()
+                             + str(treedef).encode()).hexdigest()[:12]
+        path = directory / "exported" / f"{self.name}-{_source_key()}-{sig}.bin"
+        try:
+            exported = jax.export.deserialize(bytearray(path.read_bytes()))
+        except (OSError, ValueError):
+            fn = self.fn
+
+            def flat(*xs):
+                return jax.tree.leaves(fn(*jax.tree.unflatten(treedef, xs)))
+
+            specs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
+            exported = jax.export.export(jax.jit(flat))(*specs)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(exported.serialize())
+            tmp.replace(path)
+        return jax.jit(exported.call)
+
+
 @dataclass
 class Engine:
     """Compiled training and frame functions for networks up to ``limits``."""
@@ -301,17 +368,21 @@ class Engine:
         self.n_max = 1 << max(int(np.ceil(np.log2(self.limits.max_points))), 4)
         self.buckets = tuple(sorted({min(16, self.n_max), min(128, self.n_max), self.n_max}))
         self.metric_names = metric_names(self.n_layers)
+        static = f"L{self.n_layers}-N{self.n_max}-E{self.chunk}"
         self._train = {
-            cap: jax.jit(partial(train_chunk, n_layers=self.n_layers, bcap=cap, chunk=self.chunk))
+            cap: _Exportable(f"train-{static}-B{cap}", jax.jit(
+                partial(train_chunk, n_layers=self.n_layers, bcap=cap, chunk=self.chunk)), _state_out)
             for cap in self.buckets
         }
-        self._frame = jax.jit(partial(frame, n_layers=self.n_layers))
+        self._frame = _Exportable(f"frame-{static}", jax.jit(partial(frame, n_layers=self.n_layers)), _triple_out)
         self._train_many = {
-            cap: jax.jit(jax.vmap(partial(train_chunk, n_layers=self.n_layers, bcap=cap, chunk=self.chunk),
-                                  in_axes=(0, 0, HYPER_AXES, None, None, None)))
+            cap: _Exportable(f"train_many-{static}-B{cap}", jax.jit(jax.vmap(
+                partial(train_chunk, n_layers=self.n_layers, bcap=cap, chunk=self.chunk),
+                in_axes=(0, 0, HYPER_AXES, None, None, None))), _state_out)
             for cap in self.buckets
         }
-        self._frame_many = jax.jit(jax.vmap(partial(frame, n_layers=self.n_layers), in_axes=(0, 0, HYPER_AXES, None)))
+        self._frame_many = _Exportable(f"frame_many-{static}", jax.jit(jax.vmap(
+            partial(frame, n_layers=self.n_layers), in_axes=(0, 0, HYPER_AXES, None))), _triple_out)
 
     def bucket(self, batch_size: int) -> int:
         return bucket(batch_size, self.buckets)
