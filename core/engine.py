@@ -317,22 +317,23 @@ class _Exportable:
 
     def __init__(self, name: str, fn, out_structure):
         self.name, self.fn, self.out_structure = name, fn, out_structure
-        self._call = None
-        self._out = None
+        self._calls: dict[tuple, tuple] = {}  # argument signature -> (callable, output treedef)
 
     def __call__(self, *args):
         directory = jax.config.jax_compilation_cache_dir
         if not directory:
             return self.fn(*args)
         leaves, treedef = jax.tree.flatten(args)
-        if self._call is None:
+        sig = (treedef, tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves))
+        if sig not in self._calls:
             try:
-                self._call = self._load(Path(directory), leaves, treedef)
+                call = self._load(Path(directory), leaves, treedef)
             except (ImportError, OSError, NotImplementedError) as err:  # export unavailable: trace as usual
                 log.warning("exported %s unavailable (%s); using plain jit", self.name, err)
-                self._call = jax.jit(lambda *xs: jax.tree.leaves(self.fn(*jax.tree.unflatten(treedef, xs))))
-            self._out = self.out_structure(args)
-        return jax.tree.unflatten(self._out, self._call(*leaves))
+                call = jax.jit(lambda *xs: jax.tree.leaves(self.fn(*jax.tree.unflatten(treedef, xs))))
+            self._calls[sig] = (call, self.out_structure(args))
+        call, out = self._calls[sig]
+        return jax.tree.unflatten(out, call(*leaves))
 
     def _load(self, directory: Path, leaves, treedef):
         sig = hashlib.sha256(repr([(np.shape(x), str(np.asarray(x).dtype)) for x in leaves]).encode()
