@@ -1,3 +1,4 @@
+import { saveBlob } from './views/export.js';
 // Data as CSV: download the current points, parse an uploaded file (x1,x2,label[,subset]).
 
 /** points: {train: [[x1, x2, label]], test: [...]} -> CSV text. */
@@ -10,14 +11,7 @@ export function toCSV(points) {
 }
 
 export function download(name, text) {
-  const url = URL.createObjectURL(new Blob([text], { type: 'text/csv' }));
-  const a = document.createElement('a');
-  a.href = url;
-  a.download = name;
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  saveBlob(new Blob([text], { type: 'text/csv' }), name);
 }
 
 /**
