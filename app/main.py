@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -28,6 +29,13 @@ ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("nnplay")
 
 
+def _reply_to_session(session, msg: dict) -> None:
+    """Deliver a scheduler-initiated message (e.g. the idle-pause notice) to the session's socket."""
+    send = getattr(session, "reply", None)
+    if send is not None:
+        send(msg)
+
+
 class AppState:
     """Everything one app instance owns (no module-level mutable state)."""
 
@@ -37,7 +45,7 @@ class AppState:
         self.engine = Engine(settings.limits)
         # Batched sizes join the scheduler only once compiled (in the background after ready).
         self.scheduler = Scheduler(self.engine, self.metrics, frame_rate=settings.frame_rate,
-                                   idle_pause_s=settings.idle_pause_s)
+                                   idle_pause_s=settings.idle_pause_s, reply=_reply_to_session)
         self.sessions: dict = {}
         self.per_ip: dict[str, int] = {}
         self.next_id = 0
@@ -84,6 +92,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     app.include_router(api_router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        # FastAPI's default handler echoes the input, and a bare NaN/Infinity body then fails to
+        # render (JSON has no NaN): a 500 with a traceback in the log. Name the problem, not the input.
+        detail = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):

@@ -88,7 +88,8 @@ def parse_message(text: str, session: Session, limits) -> Command:
     cfg = session.run.cfg
     args: dict = {"id": msg.get("id") if isinstance(msg.get("id"), (int, str)) else None}
     if kind == "config":
-        args["config"] = parse_config(msg.get("config"), limits)
+        data = msg.get("config")
+        args["config"] = parse_config({**fitting_defaults(limits), **data} if isinstance(data, dict) else data, limits)
     elif kind == "patch":
         patch_config(cfg, msg.get("patch"), limits)  # answer bad values now...
         args["patch"] = msg["patch"]  # ...and apply to the config current when the scheduler runs it
@@ -144,6 +145,19 @@ def parse_message(text: str, session: Session, limits) -> Command:
     return Command(kind, args)
 
 
+def fitting_defaults(limits) -> dict:
+    """Defaults shrunk to an operator's lower limits: pydantic does not validate defaults, so
+    n_points=500 or units=4 would otherwise slip past NNPLAY_MAX_POINTS/UNITS, and every later
+    patch would fail (the whole config is re-validated: "n_points must be 10..200, got 500")."""
+    d = Config()
+    layers = [{"units": min(la.units, limits.max_units)} for la in d.layers][: limits.max_layers]
+    return {"n_points": min(d.n_points, limits.max_points), "layers": layers}
+
+
+def start_config(limits) -> Config:
+    return parse_config(fitting_defaults(limits), limits)
+
+
 async def serve_session(ws: WebSocket, app_state) -> None:
     settings, sched, metrics = app_state.settings, app_state.scheduler, app_state.metrics
     if not origin_allowed(ws, settings.allowed_origins):
@@ -168,7 +182,8 @@ async def serve_session(ws: WebSocket, app_state) -> None:
         loop.call_soon_threadsafe(_put, outbox, msg)
 
     app_state.next_id += 1
-    session = Session(app_state.next_id, app_state.engine, parse_config({}, settings.limits), notify)
+    session = Session(app_state.next_id, app_state.engine, start_config(settings.limits), notify)
+    session.reply = reply_threadsafe  # scheduler-initiated messages (idle-pause notice)
     app_state.sessions[session.id] = session
     app_state.per_ip[ip] = app_state.per_ip.get(ip, 0) + 1
     metrics.sessions.set(len(app_state.sessions))
@@ -252,9 +267,10 @@ async def _send_loop(ws: WebSocket, session: Session, ready: asyncio.Event, outb
                 continue
             getter = asyncio.ensure_future(outbox.get())
             waiter = asyncio.ensure_future(ready.wait())
-            done, pending = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            for t in pending:
-                t.cancel()
+            try:
+                done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when this sender is cancelled: no orphaned tasks ("Task was destroyed")
+                getter.cancel(), waiter.cancel()  # no-op on the one that finished
             if getter in done:
                 await ws.send_text(json.dumps(getter.result(), allow_nan=False, default=str))
     except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError):

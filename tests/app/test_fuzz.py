@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 import math
 import random
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from app.main import create_app
 from app.session import Command, Session
@@ -26,6 +29,8 @@ from core.config import DEFAULT_LIMITS, Config, ConfigError, json_schema, parse_
 from tests.app.conftest import wait_ready
 from tests.app.wsutil import frame_where, recv
 
+# No example database, and Hypothesis' other caches outside the repository.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "nnplay-hypothesis")
 FUZZ = hsettings(max_examples=250, deadline=None, database=None, derandomize=False,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
