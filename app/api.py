@@ -164,7 +164,7 @@ def optimizer_paths(body: dict = Body(default_factory=dict)):
     start, plus the surface on an 80x80 grid over [-2, 2]^2 for contours."""
     try:
         surface = body.get("surface", "bowl")
-        if surface not in SURFACES:
+        if not isinstance(surface, str) or surface not in SURFACES:
             raise ConfigError([f"surface must be one of {', '.join(SURFACES)}, got {surface!r}"[:120]])
         lr = _number(body, "learning_rate", 1e-4, 2.0, 0.05)
         momentum = _number(body, "momentum", 0.0, 0.999, 0.9)

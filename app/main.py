@@ -65,7 +65,11 @@ class AppState:
         for size in sorted(b for b in self.settings.warmup_sessions if b > 1):
             if self.closing:
                 return
-            self.engine.warmup(batched_sizes=(size,), singles=False)
+            try:
+                self.engine.warmup(batched_sizes=(size,), singles=False)
+            except Exception:  # the server still works one session at a time
+                log.exception("batched size %d failed to compile", size)
+                continue
             self.scheduler.batched_sizes = tuple(sorted(set(self.scheduler.batched_sizes) | {size}))
             log.info("batched size %d ready after %.1f s", size, time.perf_counter() - t)
 

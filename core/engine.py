@@ -333,6 +333,9 @@ class _Exportable:
                 call = jax.jit(lambda *xs: jax.tree.leaves(self.fn(*jax.tree.unflatten(treedef, xs))))
             self._calls[sig] = (call, self.out_structure(args))
         call, out = self._calls[sig]
+        # Host arrays and device arrays must look alike to the exported call (it has fixed
+        # shardings): put every argument on the device, committed, as its outputs are.
+        leaves = jax.device_put(leaves, jax.devices()[0])
         return jax.tree.unflatten(out, call(*leaves))
 
     def _load(self, directory: Path, leaves, treedef):
@@ -406,7 +409,7 @@ class Engine:
     def warmup(self, *, batched_sizes: tuple[int, ...] = (), singles: bool = True) -> None:
         """Compile every function this engine will call (all buckets), so that no setting
         change later triggers a compilation."""
-        run = Run(self, Config())
+        run = Run(self, Config(n_points=min(500, self.limits.max_points)))
         if singles:
             for cap in self.buckets:
                 jax.block_until_ready(self.train(run.state, run.data, run.hyper, 0, 0, cap))

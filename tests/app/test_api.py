@@ -112,3 +112,8 @@ def test_optimizer_paths_against_optax(client):
     assert r.status_code == 422 and "surface must be one of" in r.json()["error"]
     r = client.post("/api/paths", json={"steps": 0})
     assert r.status_code == 422 and "steps must be" in r.json()["error"]
+
+
+def test_paths_rejects_non_string_surface(client):
+    r = client.post("/api/paths", json={"surface": {"a": 1}})
+    assert r.status_code == 422 and "surface must be one of" in r.json()["error"]
