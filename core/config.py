@@ -403,6 +403,11 @@ def parse_config(data: object, limits: Limits = DEFAULT_LIMITS) -> Config:
     """Validate ``data`` (a dict) into a Config or raise ConfigError with readable messages."""
     if not isinstance(data, dict):
         raise ConfigError([f"config must be a JSON object, got {type(data).__name__}"])
+    # pydantic does not validate defaults: shrink the ones an operator's limits exclude.
+    if limits != DEFAULT_LIMITS:
+        fitted = {"n_points": min(500, limits.max_points),
+                  "layers": [{"units": min(u, limits.max_units)} for u in (4, 2)][: limits.max_layers]}
+        data = {**fitted, **data}
     try:
         return Config.model_validate(data, context={"limits": limits})
     except ValidationError as err:

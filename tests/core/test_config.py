@@ -225,3 +225,15 @@ def test_patch_drops_starting_weights():
     w = [{"w": [[0.5], [0.5]], "b": [0.0]}]
     cfg = parse_config({"layers": [], "weights": w})
     assert patch_config(cfg, {"learning_rate": 0.1}).weights is None
+
+
+def test_defaults_fit_lowered_limits():
+    """pydantic does not validate defaults; parse_config shrinks the ones the limits exclude,
+    so a session under NNPLAY_MAX_POINTS=100 / MAX_UNITS=3 starts valid and stays patchable."""
+    from core.config import Limits, parse_config, patch_config
+
+    limits = Limits(max_points=100, max_units=3, max_layers=1)
+    cfg = parse_config({}, limits)
+    assert cfg.n_points == 100 and [layer.units for layer in cfg.layers] == [3]
+    assert patch_config(cfg, {"learning_rate": 0.1}, limits).learning_rate == 0.1
+    assert parse_config({"n_points": 50}, limits).n_points == 50
