@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,48 +31,15 @@ sys.path.insert(0, str(ROOT))
 
 from websockets.sync.client import connect  # noqa: E402
 
+from app import process  # noqa: E402
+from app.process import free_port, stop, wait_ready  # noqa: E402
 from app.session import decode_frame  # noqa: E402
 
 HOST = "127.0.0.1"  # loopback only
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def start(port: int, env_extra: dict, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "NNPLAY_WARMUP_SESSIONS": "", **env_extra}
-    exe = Path(sys.executable).with_name("nnplay")
-    log = open(log_path, "wb")
-    return subprocess.Popen([str(exe), "serve", "--host", HOST, "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit("server did not become ready")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
+    return process.start(port, env_extra, log=open(log_path, "wb"))
 
 
 # --- message generator --------------------------------------------------------------------

@@ -18,11 +18,9 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +28,13 @@ import websockets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from app import process  # noqa: E402
+from app.process import free_port  # noqa: E402
 from app.session import decode_frame  # noqa: E402
 
 NET_A = {"dataset": "spiral", "n_points": 500, "features": ["x1", "x2"],
          "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "tanh"}],
          "optimizer": "sgd", "learning_rate": 0.03, "batch_size": 10}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proc_stats(pid: int) -> tuple[float, float]:
@@ -104,25 +98,12 @@ async def main_async(args) -> dict:
     url = args.url
     if not url:
         port = free_port()
-        sizes = [] if args.clients == 1 else [8, 64]
-        env = {**os.environ, "NNPLAY_MAX_SESSIONS": str(max(args.clients, 1) + 5),
-               "NNPLAY_WARMUP_SESSIONS": ",".join(map(str, sizes)),
-               "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5), "NNPLAY_RATE_LIMIT": "100"}
-        exe = Path(sys.executable).with_name("nnplay")
-        proc = subprocess.Popen([str(exe), "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        t0 = time.monotonic()
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    if r.status == 200 and set(sizes) <= set(json.loads(r.read())["batched_sizes"]):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() - t0 > 900:
-                raise SystemExit("server not ready")
-            await asyncio.sleep(0.3)
-        ready_s = time.monotonic() - t0
+        sizes = () if args.clients == 1 else (8, 64)
+        proc = process.start(port, {
+            "NNPLAY_MAX_SESSIONS": str(max(args.clients, 1) + 5), "NNPLAY_WARMUP_SESSIONS": ",".join(map(str, sizes)),
+            "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5), "NNPLAY_RATE_LIMIT": "100"},
+            log=subprocess.DEVNULL)
+        ready_s = await asyncio.to_thread(process.wait_ready, port, proc, 900, sizes)
         url = f"ws://127.0.0.1:{port}/ws"
     try:
         out: dict = {}
@@ -150,11 +131,7 @@ async def main_async(args) -> dict:
         }
     finally:
         if proc:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            process.stop(proc)
 
 
 def main() -> None:

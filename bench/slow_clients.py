@@ -17,9 +17,7 @@ import asyncio
 import json
 import os
 import random
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,13 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from websockets.asyncio.client import connect  # noqa: E402
 
+from app import process  # noqa: E402
+from app.process import free_port  # noqa: E402
+
 HOST = "127.0.0.1"  # loopback only
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float | None:
@@ -193,33 +188,14 @@ def main() -> None:
     env = {**os.environ, "NNPLAY_WARMUP_SESSIONS": args.warmup_sessions,
            "NNPLAY_MAX_SESSIONS": str(args.clients + args.normal + 10),
            "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + args.normal + 10)}
-    exe = Path(sys.executable).with_name("nnplay")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(exe), "serve", "--host", HOST, "--port", str(port)], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = process.start(port, env, log=log)
     try:
-        t0 = time.monotonic()
-        while True:
-            if proc.poll() is not None or time.monotonic() - t0 > 600:
-                raise SystemExit("server did not become ready")
-            try:
-                with urllib.request.urlopen(f"http://{HOST}:{port}/healthz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            time.sleep(0.3)
-        warm = time.monotonic() - t0
+        warm = process.wait_ready(port, proc, 600)
         result = asyncio.run(asyncio.wait_for(measure(port, proc.pid, args), timeout=args.seconds + 3 * 60))
         result["server_alive"] = proc.poll() is None
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
+        process.stop(proc)
     text = log_path.read_text(errors="replace")
     result.update({"args": vars(args), "warmup_s": round(warm, 1), "log": str(log_path),
                    "log_tracebacks": text.count("Traceback"), "log_exception_lines": text.count("Exception")})

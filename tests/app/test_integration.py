@@ -5,57 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
 
+from app import process
+from app.process import free_port, stop, wait_ready
 from app.session import decode_frame
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(port: int) -> subprocess.Popen:
-    env = {**os.environ, "NNPLAY_WARMUP_SESSIONS": "", "NNPLAY_MAX_SESSIONS": "4"}
-    exe = Path(sys.executable).with_name("nnplay")
-    return subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-
-
-def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 600) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("server did not become ready")
-
-
-def stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.stderr.read().decode()
+def start(port: int):
+    return process.start(port, {"NNPLAY_MAX_SESSIONS": "4"})
 
 
 @pytest.fixture()
