@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -104,9 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         detail = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
+    def secure(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             f"connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; frame-ancestors {settings.frame_ancestors}"
@@ -114,6 +112,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         return response
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        return secure(await call_next(request))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception):
+        # Starlette's error middleware sends this response outside every other middleware:
+        # it gets the same headers here, and names nothing about the failure.
+        return secure(PlainTextResponse("Internal Server Error", status_code=500))
 
     @app.get("/", include_in_schema=False)
     async def index(request: Request):
