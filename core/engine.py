@@ -28,7 +28,7 @@ from core.config import (
 from core.metrics import names as metric_names
 from core.model import D, K, Arch, Norm, Params, init_params
 from core.optim import OptHyper
-from core.train import Data, Flags, Hyper, Reg, Task, TrainState, frame, predict, train_chunk
+from core.train import Data, Flags, Hyper, Reg, Task, TrainState, frame, host_features, predict, train_chunk
 
 log = logging.getLogger("nnplay.engine")
 
@@ -88,7 +88,9 @@ def pad_points(n_max: int, split: datasets.Split) -> Data:
         out[: len(a)] = a
         return out
 
-    return Data(pad(split.x_train, n_max), pad(split.y_train, n_max), pad(split.x_test, n_max), pad(split.y_test, n_max))
+    x_train, x_test = pad(split.x_train, n_max), pad(split.x_test, n_max)
+    return Data(x_train, pad(split.y_train, n_max), x_test, pad(split.y_test, n_max),
+                host_features(x_train), host_features(x_test))
 
 
 def class_weights(cfg: Config, split: datasets.Split) -> np.ndarray:
