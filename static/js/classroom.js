@@ -12,10 +12,10 @@ const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = (code) => `nnplay-lecturer-token:${code}`;
 const WALL_MS = 500; // the wall and scatter redraw at most twice a second
 
-/** Lock checkboxes: label -> the lock names it sets (regularization is l1 and l2 together). */
+/** Lock checkboxes: label -> lock names (the server takes config fields and a few page control names). */
 const LOCKS = [
   ['Learning rate', ['learning_rate']], ['Activation', ['activation']], ['Layers and neurons', ['layers']],
-  ['Regularization', ['l1', 'l2']], ['Optimizer', ['optimizer']], ['Dataset', ['dataset']],
+  ['Regularization', ['regularization']], ['Optimizer', ['optimizer']], ['Dataset', ['dataset']],
   ['Features', ['features']], ['Batch size', ['batch_size']], ['Noise', ['noise']],
   ['Problem type', ['problem']], ['Ratio of training data', ['train_ratio']],
 ];
@@ -197,15 +197,15 @@ function connect() {
   ws.onclose = (ev) => {
     if (room.ws !== ws) return;
     room.ws = null;
-    if (ev.code === 1008) {
+    if (ev.code === 1008 && /token/.test(ev.reason)) {
       // a refused token: retrying cannot help; forget it so the page asks for another
       localStorage.removeItem(TOKEN_KEY(room.code));
-      setStatus(`refused: ${ev.reason || 'invalid lecturer token'}`, 'bad');
-      showError(`${ev.reason || 'invalid lecturer token'} — paste a valid token for room ${room.code}`);
+      setStatus(`refused: ${ev.reason}`, 'bad');
+      showError(`${ev.reason} — paste a valid token for room ${room.code}`);
       backToSetup(room.code);
       return;
     }
-    if (ev.code === 4404 || /not found|expired|closed/.test(ev.reason || '')) {
+    if (ev.code === 1008) { // room closed, expired or not found: nothing to reconnect to
       setStatus(ev.reason || 'room closed', 'bad');
       return;
     }
@@ -230,15 +230,21 @@ function onDashboard(msg) {
     case 'report':
       upsert(msg);
       break;
+    case 'member_joined':
+      upsert(msg);
+      break;
     case 'result':
+      refreshBoard();
+      break;
+    case 'room_challenge':
+      setChallenge(msg.challenge);
       refreshBoard();
       break;
     case 'member_left':
       drop(msg.member_id);
       break;
     case 'room_closed':
-    case 'closed':
-      setStatus('room closed', 'bad');
+      setStatus(msg.message || 'room closed', 'bad');
       break;
     case 'error':
       showError(msg.message);
@@ -297,12 +303,22 @@ function thumbBytes(b64) {
 const fmtLoss = (v) => (v == null || !Number.isFinite(v) ? '–' : v.toFixed(3));
 const fmtAcc = (v) => (v == null || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(0)} %`);
 
+/** Draw a report's thumbnail (the frame's output channel; class indices when multi-class). */
+function drawThumb(canvas, r) {
+  const t = thumbBytes(r.thumb);
+  if (!t) {
+    const ctx = canvas.getContext('2d');
+    ctx.fillStyle = '#e8eaeb';
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    return;
+  }
+  const cls = thumbBytes(r.thumb_class);
+  drawGrid(canvas, t.bytes, t.n, cls && cls.n === t.n ? { classes: cls.bytes, k: r.classes || 2 } : {});
+}
+
 function drawTile(m) {
   const r = m.report;
-  const t = thumbBytes(r.thumb);
-  const ctx = m.canvas.getContext('2d');
-  if (t) drawGrid(m.canvas, t.bytes, t.n);
-  else { ctx.fillStyle = '#e8eaeb'; ctx.fillRect(0, 0, m.canvas.width, m.canvas.height); }
+  drawThumb(m.canvas, r);
   const name = displayName(m);
   m.name.textContent = name;
   m.stat.textContent = r.diverged ? 'diverged' : `${r.params ?? '–'} params · ${fmtLoss(r.test_loss)}`;
@@ -451,8 +467,7 @@ function renderSpotlight() {
   $('h-spot').textContent = name;
   const c = $('cr-spot-canvas');
   c.setAttribute('aria-label', `Decision boundary of ${name}`);
-  const t = thumbBytes(r.thumb);
-  if (t) drawGrid(c, t.bytes, t.n);
+  drawThumb(c, r);
   const rows = [
     ['Parameters', String(r.params ?? '–')], ['Epoch', String(r.epoch ?? 0)], ['Test loss', fmtLoss(r.test_loss)],
     ['Training loss', fmtLoss(r.train_loss)], ['Test accuracy', fmtAcc(r.test_accuracy)],

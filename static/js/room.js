@@ -5,8 +5,10 @@
 import { ADVANCED } from './advanced.js';
 
 const NAME_KEY = 'nnplay-room-name';
+const PUSH_KEY = (code) => `nnplay-room-push:${code}`;
 const NAME_MAX = 24;
 const LOCK_TITLE = 'locked by the lecturer';
+const BOARD_ROWS = 5;
 
 /** Lock name (a config field or page control name) -> selectors of the controls it disables. */
 const LOCK_TARGETS = {
@@ -39,8 +41,8 @@ LOCK_TARGETS.class_weight = [...(LOCK_TARGETS.class_weight || []), '[data-ctl="c
 const FIELDS = 'select, input, button, textarea';
 
 const METRIC = {
-  test_loss: { label: 'test loss', better: (v, t) => v <= t, fmt: (v) => v.toFixed(3), cmp: '≤' },
-  test_accuracy: { label: 'test accuracy', better: (v, t) => v >= t, fmt: (v) => `${(v * 100).toFixed(1)} %`, cmp: '≥' },
+  test_loss: { label: 'test loss', title: 'Test loss', better: (v, t) => v <= t, fmt: (v) => v.toFixed(3), cmp: '≤' },
+  test_accuracy: { label: 'test accuracy', title: 'Test accuracy', better: (v, t) => v >= t, fmt: (v) => `${(v * 100).toFixed(1)} %`, cmp: '≥' },
 };
 
 /** A short sentence for a challenge's goal, e.g. "test loss ≤ 0.050 · fewest parameters win". */
@@ -65,7 +67,7 @@ function el(tag, props = {}, ...children) {
 /** The leaderboard as a table (names through textContent only). */
 export function leaderboardTable(rows, { metric = 'test_loss', caption = 'Leaderboard' } = {}) {
   const fmt = METRIC[metric]?.fmt || ((v) => String(v));
-  const head = el('tr', {}, ...['#', 'Name', 'Parameters', METRIC[metric]?.label || 'Value', 'Time'].map((t) => el('th', { scope: 'col', text: t })));
+  const head = el('tr', {}, ...['#', 'Name', 'Parameters', METRIC[metric]?.title || 'Value', 'Time'].map((t) => el('th', { scope: 'col', text: t })));
   const body = rows.map((r) => el('tr', { class: r.you ? 'you' : '' },
     el('td', { text: String(r.rank) }),
     el('td', { text: r.name ?? '' }),
@@ -202,8 +204,11 @@ export function setupRoom(ctx) {
     boardEl.hidden = !lb;
     if (!lb) return;
     const rows = lb.map((r) => ({ ...r, you: r.you || (state.memberId && r.member_id === state.memberId) }));
+    // the top of the board and the student's own row: a long table would push the playground away
+    const shown = rows.filter((r, k) => k < BOARD_ROWS || r.you);
+    const caption = shown.length < rows.length ? `Leaderboard (top ${BOARD_ROWS} of ${rows.length})` : 'Leaderboard';
     boardEl.replaceChildren(rows.length
-      ? leaderboardTable(rows, { metric: state.challenge?.metric, caption: 'Leaderboard' })
+      ? leaderboardTable(shown, { metric: state.challenge?.metric, caption })
       : el('p', { class: 'hint', text: 'Leaderboard: nobody has reached the target yet.' }));
   }
 
@@ -213,8 +218,16 @@ export function setupRoom(ctx) {
     if (Array.isArray(room.locks)) setLocks(room.locks);
     if ('challenge' in room) state.challenge = room.challenge || null;
     if ('leaderboard' in room) state.leaderboard = Array.isArray(room.leaderboard) ? room.leaderboard : null;
+    // a late joiner (or a new tab) gets the last push once; a reconnect does not undo own tweaks
+    if (room.pushed?.config && String(room.pushed.at) !== sessionStorage.getItem(PUSH_KEY(code))) push(room.pushed);
     renderChallenge();
     renderBoard();
+  }
+
+  function push(msg) {
+    sessionStorage.setItem(PUSH_KEY(code), String(msg.at));
+    ctx.applyPush(msg);
+    setStatus(`the lecturer sent ${msg.preset ? `“${msg.preset}”` : 'a new setup'}`);
   }
 
   function close(text) {
@@ -241,7 +254,7 @@ export function setupRoom(ctx) {
     },
     /** A server error while joining belongs in the banner (returns true when handled). */
     onError(msg) {
-      if (!state.joining || !/room|name|join/i.test(msg.message || '')) return false;
+      if (msg.of !== 'join_room' && !(state.joining && /room|name|join/i.test(msg.message || ''))) return false;
       state.joining = false;
       if (!state.joined) {
         setStatus(`could not join: ${msg.message}`, 'bad');
@@ -257,12 +270,12 @@ export function setupRoom(ctx) {
           state.joining = false;
           state.joined = true;
           state.memberId = msg.member_id ?? null;
+          if (typeof msg.name === 'string' && document.activeElement !== nameInput) nameInput.value = msg.name;
           setStatus(`joined · ${msg.room?.members ?? '?'} in the room`);
           applyRoom(msg.room);
           return true;
         case 'room_push':
-          ctx.applyPush(msg);
-          setStatus(`the lecturer sent ${msg.preset ? `“${msg.preset}”` : 'a new setup'}`);
+          push(msg);
           return true;
         case 'room_locks':
           setLocks(msg.locks || []);
