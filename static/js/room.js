@@ -227,7 +227,8 @@ export function setupRoom(ctx) {
   function push(msg) {
     sessionStorage.setItem(PUSH_KEY(code), String(msg.at));
     ctx.applyPush(msg);
-    setStatus(`the lecturer sent ${msg.preset ? `“${msg.preset}”` : 'a new setup'}`);
+    const title = msg.preset && [...document.querySelectorAll('#preset option')].find((o) => o.value === msg.preset)?.textContent;
+    setStatus(`the lecturer sent ${msg.preset ? `“${title || msg.preset}”` : 'a new setup'}`);
   }
 
   function close(text) {
