@@ -49,13 +49,13 @@ const socket = new Socket({
     app.inFlight = 0;
     pollHealth();
     renderStatus();
-    room?.onOpen();
   },
   onMessage: handleMessage,
   onFrame: handleFrame,
   onClose({ code, reason, retryIn }) {
     app.connected = false;
     app.closeInfo = { code, reason, retryIn, at: performance.now() };
+    room?.onClose();
     renderStatus();
   },
 });
@@ -174,6 +174,7 @@ function handleMessage(msg) {
         app.awaitingFirstState = false;
         const hashCfg = readHash().config;
         if (Object.keys(hashCfg).length) socket.send({ type: 'config', config: hashCfg });
+        room?.onOpen(); // join after restoring the page's own settings: a reconnect keeps them under locks
       } else {
         writeHash(app.cfg, view);
       }

@@ -219,16 +219,17 @@ export function setupRoom(ctx) {
     if ('challenge' in room) state.challenge = room.challenge || null;
     if ('leaderboard' in room) state.leaderboard = Array.isArray(room.leaderboard) ? room.leaderboard : null;
     // a late joiner (or a new tab) gets the last push once; a reconnect does not undo own tweaks
-    if (room.pushed?.config && String(room.pushed.at) !== sessionStorage.getItem(PUSH_KEY(code))) push(room.pushed);
+    if (room.pushed?.config && String(room.pushed.at) !== sessionStorage.getItem(PUSH_KEY(code))) push(room.pushed, `${statusEl.textContent} · `);
     renderChallenge();
     renderBoard();
   }
 
-  function push(msg) {
+  /** Apply a push; `prefix` keeps the status line's start (e.g. "joined · 3 in the room"). */
+  function push(msg, prefix = '') {
     sessionStorage.setItem(PUSH_KEY(code), String(msg.at));
     ctx.applyPush(msg);
     const title = msg.preset && [...document.querySelectorAll('#preset option')].find((o) => o.value === msg.preset)?.textContent;
-    setStatus(`the lecturer sent ${msg.preset ? `“${title || msg.preset}”` : 'a new setup'}`);
+    setStatus(`${prefix}the lecturer sent ${msg.preset ? `“${title || msg.preset}”` : 'a new setup'}`);
   }
 
   function close(text) {
@@ -247,11 +248,16 @@ export function setupRoom(ctx) {
     banner,
     lockControls,
     isLocked: (name) => state.locks.has(name),
-    /** The socket (re)opened: join (again). */
+    /** A (re)connection got its first state (and the URL's settings were sent): join (again). */
     onOpen() {
       state.joined = false;
       if (!state.closed && !state.left) setStatus('joining…');
       join();
+    },
+    /** The socket closed: this session left the room; the next connection joins again. */
+    onClose() {
+      state.joined = false;
+      if (!state.closed && !state.left) setStatus('disconnected — rejoining when the connection is back', 'warn');
     },
     /** A server error while joining belongs in the banner (returns true when handled). */
     onError(msg) {

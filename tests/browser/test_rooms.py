@@ -219,3 +219,35 @@ def test_wrong_token_is_refused(lecturer_factory):
     expect(other.get_by_role("alert")).to_contain_text("invalid lecturer token", timeout=10000)
     expect(other.get_by_role("button", name="Open dashboard")).to_be_visible()
     assert other.evaluate(f"localStorage.getItem('nnplay-lecturer-token:{code}')") is None
+
+
+def test_late_joiner_gets_the_last_push_and_can_leave(lecturer_factory, page_factory):
+    lecturer = lecturer_factory()
+    code = new_room(lecturer, "late")
+    lecturer.get_by_role("combobox", name="Preset to push").select_option("mlp-xor")
+    lecturer.get_by_role("button", name="Push preset").click()
+    expect(lecturer.get_by_role("status")).to_contain_text("pushed")
+    student = join(page_factory, code)
+    wait_until(student, "window.__nnplay_last_state?.config.dataset === 'xor'")
+    assert hash_params(student)["layers"] == "4"
+    wall = lecturer.get_by_role("list", name="Students' decision boundaries")
+    expect(wall.get_by_role("button")).to_have_count(1, timeout=15000)
+    # the student tweaks their copy, then the lecturer locks it: a reconnect (a new session)
+    # restores the student's own settings, re-joins and keeps the lock, without undoing either
+    student.get_by_role("combobox", name="Learning rate").select_option("0.03")
+    wait_until(student, "window.__nnplay_last_state?.config.learning_rate === 0.03")
+    lecturer.get_by_role("group", name="Lock controls").get_by_role("checkbox", name="Learning rate").check()
+    expect(student.get_by_role("combobox", name="Learning rate")).to_be_disabled()
+    student.evaluate("window.__nnplay_socket_close_for_test()")
+    banner = student.get_by_role("region", name=re.compile(f"^Classroom {code}"))
+    expect(banner.get_by_role("status")).not_to_have_text(re.compile("^joined"), timeout=10000)
+    expect(banner.get_by_role("status")).to_have_text(re.compile("^joined"), timeout=20000)
+    wait_until(student, "window.__nnplay_last_state?.config.learning_rate === 0.03")
+    assert (last_config(student)["dataset"], hash_params(student)["learningRate"]) == ("xor", "0.03")
+    expect(student.get_by_role("combobox", name="Learning rate")).to_be_disabled()
+    expect(student.get_by_role("alert")).to_be_hidden()
+    # leaving removes the banner and the room from the URL, and the tile from the wall
+    student.get_by_role("button", name="Leave room").click()
+    expect(banner).to_have_count(0)
+    assert "room" not in hash_params(student)
+    expect(wall.get_by_role("button")).to_have_count(0, timeout=15000)
