@@ -105,9 +105,11 @@ def test_classroom_end_to_end(lecturer_factory, page_factory, artifacts):
     # lock the learning rate: disabled on every student page, and a forced change is refused
     locks = lecturer.get_by_role("group", name="Lock controls")
     locks.get_by_role("checkbox", name="Learning rate").check()
+    locks.get_by_role("checkbox", name="Noise").check()
     for s in students:
         lr = s.get_by_role("combobox", name="Learning rate")
         expect(lr).to_be_disabled()
+        expect(s.get_by_role("slider", name="Noise")).to_be_disabled()
         assert s.locator('[data-ctl="learningRate"]').get_attribute("title") == "locked by the lecturer"
         expect(s.get_by_role("combobox", name="Activation", exact=True)).to_be_enabled()
     students[1].screenshot(path=str(artifacts / "classroom-student-locked-1280x800.png"))
@@ -122,8 +124,10 @@ def test_classroom_end_to_end(lecturer_factory, page_factory, artifacts):
     students[1].get_by_role("combobox", name="Activation", exact=True).select_option("relu")
     wait_until(students[1], "window.__nnplay_last_state?.config.layers[0].activation === 'relu'")
     locks.get_by_role("checkbox", name="Learning rate").uncheck()
+    locks.get_by_role("checkbox", name="Noise").uncheck()
     for s in students:
         expect(s.get_by_role("combobox", name="Learning rate")).to_be_enabled()
+        expect(s.get_by_role("slider", name="Noise")).to_be_enabled()
 
     # push a playground link: an easy circle for the challenge
     lecturer.get_by_role("textbox", name="Playground link to push").fill(
