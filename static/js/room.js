@@ -182,7 +182,12 @@ export function setupRoom(ctx) {
     const v = ctx.metrics()?.[ch.metric];
     if (state.result) {
       const r = state.result;
-      own.textContent = `Your best: ${r.params} parameters${r.seconds != null ? `, reached after ${Number(r.seconds).toFixed(1)} s` : ''}${r.rank ? ` · rank ${r.rank}` : ''}`;
+      const value = m && r.value != null ? `${m.label} ${m.fmt(Number(r.value))}` : '';
+      const rank = state.leaderboard?.find((row) => state.memberId && row.member_id === state.memberId)?.rank;
+      own.textContent = ch.rank_by === 'time'
+        ? `Target reached after ${Number(r.seconds).toFixed(1)} s (${r.params} parameters)`
+        : `Your best: ${r.params} parameters${value ? `, ${value}` : ''}`;
+      if (rank) own.textContent += ` · rank ${rank}`;
       own.dataset.kind = 'done';
     } else if (ch.active && m && v != null) {
       const hit = m.better(v, Number(ch.target));
@@ -300,6 +305,7 @@ export function setupRoom(ctx) {
           const rows = msg.leaderboard ?? msg.rows ?? [];
           state.leaderboard = msg.revealed === false ? null : rows;
           renderBoard();
+          renderChallenge();
           return true;
         }
         case 'room_closed':

@@ -155,7 +155,7 @@ def test_classroom_end_to_end(lecturer_factory, page_factory, artifacts):
     banners = [s.get_by_role("region", name=re.compile(f"^Classroom {code}")) for s in students]
     for s, banner in zip(students, banners):
         expect(banner.get_by_role("table")).to_have_count(0)
-        expect(s.locator(".room-own")).to_contain_text("Your best:", timeout=15000)
+        expect(s.locator(".room-own")).to_contain_text("Target reached after", timeout=15000)
     lecturer.get_by_role("button", name="Reveal leaderboard").click()
     expect(lecturer.get_by_role("button", name="Reveal leaderboard")).to_have_attribute("aria-pressed", "true")
     for banner in banners:
@@ -165,6 +165,7 @@ def test_classroom_end_to_end(lecturer_factory, page_factory, artifacts):
         expect(table).to_contain_text("<b>Bob</b>")
         assert table.locator("b").count() == 0
         expect(table.locator("tr.you")).to_have_count(1)
+        expect(banner.locator(".room-own")).to_contain_text(" · rank ")
     for s in students:
         s.get_by_role("button", name="Pause", exact=True).click()
     lecturer.get_by_role("button", name="Stop challenge").click()
