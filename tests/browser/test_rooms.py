@@ -237,6 +237,13 @@ def test_late_joiner_gets_the_last_push_and_can_leave(lecturer_factory, page_fac
     assert hash_params(student)["layers"] == "4"
     wall = lecturer.get_by_role("list", name="Students' decision boundaries")
     expect(wall.get_by_role("button")).to_have_count(1, timeout=15000)
+    # a bad push is refused with a message naming the field, and changes nothing
+    lecturer_factory.allowed.append("status of 422")
+    lecturer.get_by_role("textbox", name="Playground link to push").fill("/#learningRate=1000")
+    lecturer.get_by_role("button", name="Push link").click()
+    expect(lecturer.get_by_role("alert")).to_contain_text("learning_rate")
+    student.wait_for_timeout(500)
+    assert last_config(student)["learning_rate"] == 0.1 and hash_params(student)["learningRate"] == "0.1"
     # the student tweaks their copy, then the lecturer locks it: a reconnect (a new session)
     # restores the student's own settings, re-joins and keeps the lock, without undoing either
     student.get_by_role("combobox", name="Learning rate").select_option("0.03")
