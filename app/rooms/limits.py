@@ -13,6 +13,7 @@ class RateLimiter:
     """A token bucket per key (client address): ``per_minute`` refill, burst of the same size."""
 
     def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic, max_keys: int = 10000):
+        self.per_minute = per_minute
         self.rate = per_minute / 60.0
         self.burst = max(1.0, per_minute)
         self.clock = clock

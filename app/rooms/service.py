@@ -121,7 +121,7 @@ class Rooms:
             raise RoomError(422, f"title must be a string of at most {TITLE_MAX} characters")
         wait = self.create_limit.take(ip)
         if wait:
-            raise RoomError(429, f"rate limit: at most {self.settings.room_create_rate:g} new rooms per minute "
+            raise RoomError(429, f"rate limit: at most {self.create_limit.per_minute:g} new rooms per minute "
                                  f"from your address; try again in {math.ceil(wait)} s")
         token = tokens.new_token()
         for _ in range(20):
@@ -247,7 +247,7 @@ class Rooms:
             raise RoomError(422, str(err)) from None
         wait = self.join_limit.take(ip)
         if wait:
-            raise RoomError(429, f"join rate limit: at most {self.settings.room_join_rate:g} joins per minute "
+            raise RoomError(429, f"join rate limit: at most {self.join_limit.per_minute:g} joins per minute "
                                  f"from your address; try again in {math.ceil(wait)} s")
         room = await self.room(code)
         member_id = secrets.token_urlsafe(9)
