@@ -171,8 +171,12 @@ def test_classroom_end_to_end(lecturer_factory, page_factory, artifacts):
     lecturer.get_by_role("button", name="Stop challenge").click()
     expect(lecturer.locator("#cr-ch-status")).to_contain_text("Stopped")
 
+    # every tile shows that student's boundary: trained on the circle, blue inside, orange outside
     wait_until(lecturer, "document.querySelectorAll('#cr-wall canvas').length === 3")
-    lecturer.wait_for_timeout(1200)  # a report or two, so the wall shows boundaries
+    wait_until(lecturer, """[...document.querySelectorAll('#cr-wall canvas')].every((c) => {
+        const px = (x, y) => [...c.getContext('2d').getImageData(x, y, 1, 1).data];
+        const [mid, corner] = [px(c.width / 2, c.height / 2), px(2, 2)];
+        return mid[2] > mid[0] + 60 && corner[0] > corner[2] + 60; })""")
     lecturer.screenshot(path=str(artifacts / "classroom-dashboard-1280x800.png"))
     students[0].screenshot(path=str(artifacts / "classroom-student-1280x800.png"))
 
