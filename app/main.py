@@ -21,6 +21,9 @@ from core.engine import Engine, enable_compilation_cache
 from app import presets
 from app.api import router as api_router
 from app.metrics import Metrics
+from app.rooms.routes import router as rooms_router
+from app.rooms.routes import serve_dashboard
+from app.rooms.service import Rooms
 from app.scheduler import Scheduler
 from app.settings import Settings
 from app.ws import serve_session
@@ -53,6 +56,7 @@ class AppState:
         self.warmup_seconds: float | None = None
         self.presets = presets.validated()
         self.closing = False
+        self.rooms: Rooms | None = None
 
     def warm(self) -> None:
         """Compile the single-session functions (then ready), then each batched size; the
@@ -82,6 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         enable_compilation_cache(settings.jax_cache)
         state = AppState(settings)
         app.state.nn = state
+        # Rooms first: a database or Redis that cannot be reached fails the start, loudly.
+        state.rooms = Rooms(settings)
+        state.rooms.presets = state.presets
+        await state.rooms.start()
         warm = asyncio.get_running_loop().run_in_executor(None, state.warm)
         state.scheduler.start()
         try:
@@ -89,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.closing = True
             state.scheduler.stop()
+            await state.rooms.close()
             if not warm.done():
                 await warm
 
@@ -96,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     app.include_router(api_router)
+    app.include_router(rooms_router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -127,6 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def index(request: Request):
         return templates.TemplateResponse(request, "index.html", {"version": app.version})
 
+    @app.get("/classroom", include_in_schema=False)
+    async def classroom(request: Request):
+        return templates.TemplateResponse(request, "classroom.html", {"version": app.version})
+
     @app.get("/healthz")
     async def healthz(request: Request):
         st: AppState = request.app.state.nn
@@ -150,5 +164,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.websocket("/ws")
     async def ws(websocket: WebSocket):
         await serve_session(websocket, websocket.app.state.nn)
+
+    @app.websocket("/ws/room/{code}")
+    async def ws_room(websocket: WebSocket, code: str):
+        await serve_dashboard(websocket, code, websocket.app.state.nn)
 
     return app
