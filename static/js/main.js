@@ -184,6 +184,9 @@ function handleMessage(msg) {
     case 'export':
       exporter.onMessage(msg);
       break;
+    case 'hidden':
+      views.onMessage(msg);
+      break;
     default:
       break;
   }
