@@ -156,11 +156,11 @@ def ab_configs(cfg: Config, regularizer: str, strength: float | None, flips: boo
     return parse_config({**data, **off}, limits), parse_config({**data, **on}, limits)
 
 
-def _ab_result(engine, run: Run, curve: list, lim: float) -> dict:
+def _ab_result(run: Run, curve: list, lim: float) -> dict:
     out, _, row = run.frame()
     m = run.metrics(row)
     ws = np.concatenate([np.ravel(lw["w"]) for lw in run.weights()])
-    counts, edges = np.histogram(np.nan_to_num(ws), bins=HIST_BINS, range=(-lim, lim))
+    counts, edges = np.histogram(np.clip(np.nan_to_num(ws), -lim, lim), bins=HIST_BINS, range=(-lim, lim))
     last = curve[-1] if curve else [0, None, None]
     grid = {"grid": base64.b64encode(np.ascontiguousarray(out[0]).tobytes()).decode(), "grid_size": int(out.shape[-1])}
     if run.cfg.n_outputs > 1:
@@ -176,7 +176,8 @@ def _ab_result(engine, run: Run, curve: list, lim: float) -> dict:
     }
 
 
-def ab_runs(engine, cfg_a: Config, cfg_b: Config, epochs: int, every: int, batched: tuple[int, ...] = ()) -> tuple[list[dict], bool]:
+def ab_runs(engine, cfg_a: Config, cfg_b: Config, epochs: int, every: int,
+            batched: tuple[int, ...] = ()) -> tuple[list[dict], bool]:
     """Train A and B from the same seed (so the same initial weights, shuffles and noise draws)
     in one batched call when a batched size is compiled and they can share it; otherwise one
     after the other. Returns both results and whether they were batched.
@@ -193,7 +194,7 @@ def ab_runs(engine, cfg_a: Config, cfg_b: Config, epochs: int, every: int, batch
         curves = [_curve(r.train(epochs, every=every), engine.metric_names) for r in runs]
     ws = np.concatenate([np.ravel(lw["w"]) for r in runs for lw in r.weights()])
     lim = float(max(ZERO_BELOW, np.abs(np.nan_to_num(ws, posinf=0, neginf=0)).max()))
-    return [_ab_result(engine, r, c, lim) for r, c in zip(runs, curves)], together
+    return [_ab_result(r, c, lim) for r, c in zip(runs, curves)], together
 
 
 @router.post("/ab")

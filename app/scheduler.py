@@ -23,6 +23,7 @@ from core.engine import Engine, group_key, stack_hyper
 
 from app.metrics import Metrics
 from app.session import Command, Session
+from app.ws import check_hidden
 
 log = logging.getLogger("nnplay.scheduler")
 
@@ -56,10 +57,8 @@ def export_message(s: Session, fmt: str) -> dict:
 
 def hidden_message(s: Session, a: dict) -> dict:
     """Neurons ``i`` and ``j`` of hidden ``layer`` on the warped input grid lines and on the
-    training points, with the session's current weights (checked again: the config may have
-    changed since the message was parsed)."""
-    from app.ws import check_hidden
-
+    training points, with the session's current weights. The indices are checked here, against
+    the network as it is after the commands queued before this one."""
     run = s.run
     a = {**a, **check_hidden(run.cfg, a)}
     lines, points = run.hidden_space(a["layer"], a["i"], a["j"])

@@ -148,8 +148,9 @@ def parse_message(text: str, session: Session, limits) -> Command:
         if fmt not in EXPORT_FORMATS:
             raise BadMessage(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {json.dumps(fmt)[:40]}")
         args["format"] = fmt
-    elif kind == "hidden":
-        args.update(check_hidden(cfg, msg))
+    elif kind == "hidden":  # within the server's limits here; against the network in order, by the scheduler
+        args.update(layer=_int(msg, "layer", 0, max(limits.max_layers - 1, 0)),
+                    i=_int(msg, "i", 0, limits.max_units - 1), j=_int(msg, "j", 0, limits.max_units - 1))
     elif kind == "remove_point":
         args["remove_point"] = (_float(msg, "x1", -6, 6), _float(msg, "x2", -6, 6))
         kind = "config"

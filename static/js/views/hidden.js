@@ -69,9 +69,14 @@ export class HiddenView {
   /** Ask for the current activations unless the same ones are pending or already here. */
   request(force = false) {
     const app = this.ctx.app;
-    if (!this.el.isConnected || !app.cfg || !this.units.length) return;
+    if (!this.el.isConnected || !app.cfg) return;
+    this.syncSelectors(); // the page's config may be ahead of the last state (a pending patch)
+    if (!this.units.length) return;
     const now = performance.now();
-    if (this.pending && now - this.pending < TIMEOUT) return;
+    if (this.pending && now - this.pending < TIMEOUT) {
+      this.again ||= force; // a new choice while waiting: ask again when the answer comes
+      return;
+    }
     if (!force && now - (this.sentAt || 0) < PERIOD) return;
     const msg = { type: 'hidden', layer: Number(this.layer.value), i: Number(this.ni.value), j: Number(this.nj.value) };
     const key = `${app.epoch}|${app.lastFrame?.header.version}|${msg.layer}|${msg.i}|${msg.j}`;
@@ -87,6 +92,10 @@ export class HiddenView {
     this.pending = 0;
     this.res = msg;
     if (this.el.isConnected) this.draw();
+    if (this.again) {
+      this.again = false;
+      this.request(true);
+    }
   }
 
   onState() { this.syncSelectors(); if (!this.units.length) { this.res = null; this.draw(); } else this.request(true); }
