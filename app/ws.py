@@ -23,7 +23,7 @@ from app.session import Command, Session
 log = logging.getLogger("nnplay.ws")
 
 TYPES = ("config", "patch", "play", "pause", "step", "reset", "regenerate", "set_weight", "speed",
-         "add_points", "remove_point", "export", "ping", "join_room", "leave_room")
+         "add_points", "remove_point", "export", "hidden", "ping", "join_room", "leave_room")
 EXPORT_FORMATS = ("keras", "pytorch", "jax", "json", "npz")
 CLOSE_FULL = 1013
 CLOSE_POLICY = 1008
@@ -69,6 +69,15 @@ def _float(msg: dict, key: str, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
         raise BadMessage(f"{key} must be a finite number {lo:g}..{hi:g}, got {json.dumps(v)[:40]}")
     return float(v)
+
+
+def check_hidden(cfg: Config, msg: dict) -> dict:
+    """``layer``, ``i``, ``j`` of a hidden-space request, checked against ``cfg``'s network."""
+    if not cfg.layers:
+        raise BadMessage("layer: the hidden-space view needs at least one hidden layer; this network has none")
+    layer = _int(msg, "layer", 0, len(cfg.layers) - 1)
+    units = cfg.layers[layer].units
+    return {"layer": layer, "i": _int(msg, "i", 0, units - 1), "j": _int(msg, "j", 0, units - 1)}
 
 
 def parse_message(text: str, session: Session, limits) -> Command:
@@ -142,6 +151,9 @@ def parse_message(text: str, session: Session, limits) -> Command:
         args["format"] = fmt
     elif kind == "join_room":
         args["room"], args["name"] = msg.get("room"), msg.get("name")
+    elif kind == "hidden":  # within the server's limits here; against the network in order, by the scheduler
+        args.update(layer=_int(msg, "layer", 0, max(limits.max_layers - 1, 0)),
+                    i=_int(msg, "i", 0, limits.max_units - 1), j=_int(msg, "j", 0, limits.max_units - 1))
     elif kind == "remove_point":
         args["remove_point"] = (_float(msg, "x1", -6, 6), _float(msg, "x2", -6, 6))
         kind = "config"

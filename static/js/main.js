@@ -204,6 +204,9 @@ function handleMessage(msg) {
     case 'export':
       exporter.onMessage(msg);
       break;
+    case 'hidden':
+      views.onMessage(msg);
+      break;
     default:
       room?.onMessage(msg);
       break;
