@@ -110,7 +110,8 @@ def scrape(port: int) -> dict[str, float]:
         text = r.read().decode()
     found = {}
     for name in ("nnplay_xla_compilations", "nnplay_sessions_active", "nnplay_frames_sent_total",
-                 "nnplay_training_epochs_total"):
+                 "nnplay_training_epochs_total", "nnplay_step_seconds_sum", "nnplay_step_seconds_count",
+                 "nnplay_frame_seconds_sum", "nnplay_frame_seconds_count"):
         m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
         found[name] = float(m.group(1)) if m else float("nan")
     return found
@@ -162,6 +163,11 @@ async def main_async(args) -> dict:
             "compilations_after_warmup": start["nnplay_xla_compilations"],
             "compilations_end": end["nnplay_xla_compilations"],
             "epochs_trained": end["nnplay_training_epochs_total"] - start["nnplay_training_epochs_total"],
+            "scheduler_ticks": end["nnplay_step_seconds_count"] - start["nnplay_step_seconds_count"],
+            "train_ms_per_tick": round(1000 * (end["nnplay_step_seconds_sum"] - start["nnplay_step_seconds_sum"])
+                                       / max(1, end["nnplay_step_seconds_count"] - start["nnplay_step_seconds_count"]), 1),
+            "frame_ms_per_session": round(1000 * (end["nnplay_frame_seconds_sum"] - start["nnplay_frame_seconds_sum"])
+                                          / max(1, end["nnplay_frame_seconds_count"] - start["nnplay_frame_seconds_count"]), 2),
             "frames_per_client_per_s_median": round(float(np.median(
                 [o["frames"] for o in out.values()])) / (args.warmup + args.minutes * 60), 2),
             "log": log.name,
