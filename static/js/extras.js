@@ -19,11 +19,11 @@ export function setupExtras(ctx) {
   const charts = [
     new LossChart($('chart')),
     new LineChart($('acc-chart'), {
-      series: [{ field: 'train_accuracy', label: 'train', colour: '#9a9a9a' }, { field: 'test_accuracy', label: 'test', colour: '#111' }],
-      format: (v) => `${(v * 100).toFixed(1)}%`, yMin: 0, yMax: 1,
+      series: [{ field: 'train_accuracy', label: 'train', colour: '--chart-train' }, { field: 'test_accuracy', label: 'test', colour: '--chart-test' }],
+      format: (v) => `${(v * 100).toFixed(1)}%`, tick: (v) => `${Math.round(v * 100)}%`, yMin: 0, yMax: 1,
     }),
     new LineChart($('lr-chart'), {
-      series: [{ field: 'learning_rate', label: 'learning rate', colour: '#0877bd' }],
+      series: [{ field: 'learning_rate', label: 'learning rate', colour: '--blue' }],
       format: (v) => v.toPrecision(3), yMin: 0,
     }),
   ];
