@@ -52,6 +52,8 @@ const socket = new Socket({
   onMessage: handleMessage,
   onFrame: handleFrame,
   onClose({ code, reason, retryIn }) {
+    // a restarted server's session starts paused: resume it (not after an idle close)
+    if (app.connected) app.resume = app.playing && code !== 1000;
     app.connected = false;
     app.closeInfo = { code, reason, retryIn, at: performance.now() };
     renderStatus();
@@ -156,6 +158,8 @@ function handleMessage(msg) {
         app.awaitingFirstState = false;
         const hashCfg = readHash().config;
         if (Object.keys(hashCfg).length) socket.send({ type: 'config', config: hashCfg });
+        if (app.resume && !msg.playing) { socket.send({ type: 'play' }); app.playing = true; }
+        app.resume = false;
       } else {
         writeHash(app.cfg, view);
       }
@@ -170,7 +174,7 @@ function handleMessage(msg) {
       renderStatus();
       break;
     case 'error':
-      showError(msg.message);
+      showError(msg.messages?.length ? msg.messages.join('; ') : msg.message);
       app.inFlight = Math.max(0, app.inFlight - 1);
       if (app.serverCfg && app.inFlight === 0) {
         app.cfg = app.serverCfg;
