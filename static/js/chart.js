@@ -114,9 +114,13 @@ export class LineChart {
     if (idx == null || left == null || left < 0) { tip.hidden = true; return; }
     tip.hidden = false;
     const ox = u.over.offsetLeft, oy = u.over.offsetTop;
-    const x = left < u.over.clientWidth / 2 ? ox + left + 12 : ox + left - tip.offsetWidth - 12;
-    tip.style.left = `${Math.max(0, x)}px`;
-    tip.style.top = `${Math.max(0, oy + Math.min(top, u.over.clientHeight) - tip.offsetHeight - 6)}px`;
+    const w = tip.offsetWidth;
+    let x = left < u.over.clientWidth / 2 ? ox + left + 12 : ox + left - w - 12;
+    // keep it inside the window (charts in the side column are narrower than the tip)
+    const box = this.el.getBoundingClientRect();
+    x = Math.max(4 - box.left, Math.min(document.documentElement.clientWidth - 4 - box.left - w, x));
+    tip.style.left = `${x}px`;
+    tip.style.top = `${oy + Math.min(top, u.over.clientHeight) - tip.offsetHeight - 8}px`;
   }
 
   size() {

@@ -272,3 +272,21 @@ def test_reconnects_after_server_restart(own_page, artifacts):
     finally:
         process.stop(proc)
         log.close()
+
+
+@pytest.mark.parametrize("hash_, size", [("dataset=spiral&layers=4,2&showTest=true", (1280, 800)),
+                                         ("dataset=blobs&classes=3&layers=6,4,4", (1280, 800)),
+                                         ("embed=1&dataset=xor&layers=6,4", (960, 540))])
+def test_essentials_fit_without_scrolling(page_factory, artifacts, hash_, size):
+    page = page_factory(hash_, width=size[0], height=size[1])
+    page.get_by_role("button", name="Step", exact=True).click()
+    wait_until(page, "parseInt(document.querySelector('#epoch').textContent.replace(',', '')) >= 1")
+    scroll = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+    assert scroll[0] <= size[0] and scroll[1] <= size[1], scroll
+    essentials = [page.get_by_role("button", name="Play", exact=True), page.get_by_role("combobox", name="Learning rate", exact=True),
+                  page.locator("canvas.neuron").last, page.get_by_role("img", name=re.compile("Decision boundary")),
+                  page.get_by_role("img", name=re.compile("Loss over epochs")), page.locator('[data-metric="test_accuracy"]'),
+                  page.get_by_role("img", name=re.compile("Accuracy over epochs")), page.get_by_role("status")]
+    for el in essentials:
+        expect(el).to_be_in_viewport(ratio=1)
+    page.screenshot(path=str(artifacts / f"page-fit-{size[0]}x{size[1]}-{len(hash_)}.png"))
