@@ -10,14 +10,14 @@ const augPatch = (c, k, v) => ({ augmentation: { jitter: 0, flip_x1: false, flip
 /** One weight per class (config class_weight as a list), shown for the current classes. */
 function classWeightItems() {
   return Array.from({ length: MAX_CLASSES }, (_, k) => ({
-    id: `classWeight${k}`, name: `Class ${k} weight`, kind: 'number', min: 0, max: 100, step: 0.1,
+    id: `classWeight${k}`, name: `Class ${k} weight`, text: `Class ${k}`, kind: 'number', min: 0, max: 100, step: 0.1, cls: 'adv-weight',
     show: (c) => cls(c) && Array.isArray(c.class_weight) && k < c.classes,
     get: (c) => (Array.isArray(c.class_weight) ? c.class_weight[k] : undefined),
     patch: (c, v) => ({ class_weight: Array.from({ length: c.classes }, (_, j) => (j === k ? v : c.class_weight?.[j] ?? 1)) }),
   }));
 }
 
-/** kind: number | select | check. get(cfg) -> value; patch(cfg, value) -> patch; show(cfg) -> bool. */
+/** kind: number | select | check (text: shorter visible label; cls: extra class). get(cfg) -> value; patch(cfg, value) -> patch; show(cfg) -> bool. */
 export const ADVANCED = [
   { group: 'Optimizer', items: [
     { id: 'momentum', name: 'Momentum', kind: 'number', min: 0, max: 0.999, step: 0.01, field: 'momentum', show: (c) => opt(c, 'momentum') },
@@ -91,7 +91,7 @@ export class Advanced {
 
   build(it) {
     const wrap = document.createElement(it.kind === 'note' ? 'p' : 'label');
-    wrap.className = `adv-item adv-${it.kind}`;
+    wrap.className = `adv-item adv-${it.kind}${it.cls ? ` ${it.cls}` : ''}`;
     wrap.dataset.ctl = it.id;
     if (it.kind === 'note') {
       wrap.textContent = it.name;
@@ -99,7 +99,7 @@ export class Advanced {
       return wrap;
     }
     const text = document.createElement('span');
-    text.textContent = it.name;
+    text.textContent = it.text ?? it.name; // a shorter visible text is part of the accessible name
     let input;
     if (it.kind === 'select') {
       input = document.createElement('select');
