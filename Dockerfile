@@ -6,7 +6,7 @@ ENV PATH=/opt/venv/bin:$PATH PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./
 COPY core core
 COPY app app
-RUN pip install --upgrade pip && pip install .
+RUN pip install --upgrade pip setuptools && pip install .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 nnplay

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -21,6 +21,9 @@ from core.engine import Engine, enable_compilation_cache
 from app import presets
 from app.api import router as api_router
 from app.metrics import Metrics
+from app.rooms.routes import router as rooms_router
+from app.rooms.routes import serve_dashboard
+from app.rooms.service import Rooms
 from app.scheduler import Scheduler
 from app.settings import Settings
 from app.ws import serve_session
@@ -53,6 +56,7 @@ class AppState:
         self.warmup_seconds: float | None = None
         self.presets = presets.validated()
         self.closing = False
+        self.rooms: Rooms | None = None
 
     def warm(self) -> None:
         """Compile the single-session functions (then ready), then each batched size; the
@@ -82,6 +86,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         enable_compilation_cache(settings.jax_cache)
         state = AppState(settings)
         app.state.nn = state
+        # Rooms first: a database or Redis that cannot be reached fails the start, loudly.
+        state.rooms = Rooms(settings)
+        state.rooms.presets = state.presets
+        await state.rooms.start()
         warm = asyncio.get_running_loop().run_in_executor(None, state.warm)
         state.scheduler.start()
         try:
@@ -89,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             state.closing = True
             state.scheduler.stop()
+            await state.rooms.close()
             if not warm.done():
                 await warm
 
@@ -96,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=str(ROOT / "templates"))
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     app.include_router(api_router)
+    app.include_router(rooms_router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -104,9 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         detail = [{k: e[k] for k in ("type", "loc", "msg") if k in e} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
+    def secure(response: Response) -> Response:
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             f"connect-src 'self' ws: wss:; object-src 'none'; base-uri 'self'; frame-ancestors {settings.frame_ancestors}"
@@ -115,9 +123,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["Referrer-Policy"] = "same-origin"
         return response
 
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        return secure(await call_next(request))
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception):
+        # Starlette's error middleware sends this response outside every other middleware:
+        # it gets the same headers here, and names nothing about the failure.
+        return secure(PlainTextResponse("Internal Server Error", status_code=500))
+
     @app.get("/", include_in_schema=False)
     async def index(request: Request):
         return templates.TemplateResponse(request, "index.html", {"version": app.version})
+
+    @app.get("/classroom", include_in_schema=False)
+    async def classroom(request: Request):
+        return templates.TemplateResponse(request, "classroom.html", {"version": app.version})
 
     @app.get("/healthz")
     async def healthz(request: Request):
@@ -142,5 +164,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.websocket("/ws")
     async def ws(websocket: WebSocket):
         await serve_session(websocket, websocket.app.state.nn)
+
+    @app.websocket("/ws/room/{code}")
+    async def ws_room(websocket: WebSocket, code: str):
+        await serve_dashboard(websocket, code, websocket.app.state.nn)
 
     return app

@@ -23,6 +23,7 @@ from core.engine import Engine, group_key, stack_hyper
 
 from app.metrics import Metrics
 from app.session import Command, Session
+from app.ws import check_hidden
 
 log = logging.getLogger("nnplay.scheduler")
 
@@ -52,6 +53,21 @@ def export_message(s: Session, fmt: str) -> dict:
         content = {"keras": export.keras_code, "pytorch": export.pytorch_code, "jax": export.jax_code}[fmt](
             run.cfg, weights, norm)
     return {"type": "export", "format": fmt, "content": content, "epoch": run.epoch}
+
+
+def hidden_message(s: Session, a: dict) -> dict:
+    """Neurons ``i`` and ``j`` of hidden ``layer`` on the warped input grid lines and on the
+    training points, with the session's current weights. The indices are checked here, against
+    the network as it is after the commands queued before this one."""
+    run = s.run
+    a = {**a, **check_hidden(run.cfg, a)}
+    lines, points = run.hidden_space(a["layer"], a["i"], a["j"])
+    clean = lambda v: np.round(np.nan_to_num(v, nan=0.0, posinf=1e6, neginf=-1e6), 4).tolist()  # noqa: E731
+    labels = np.round(run.split.y_train.astype(np.float64), 4)
+    return {"type": "hidden", "id": a.get("id"), "layer": a["layer"], "i": a["i"], "j": a["j"],
+            "epoch": run.epoch, "version": s.version, "units": run.cfg.layers[a["layer"]].units,
+            "activation": run.cfg.layers[a["layer"]].activation, "diverged": bool(run.state.diverged),
+            "lines": clean(lines), "points": [[*p, y] for p, y in zip(clean(points), labels.tolist())]}
 
 
 class Scheduler:
@@ -258,6 +274,10 @@ class Scheduler:
             elif k == "export":
                 if cmd.reply:
                     cmd.reply(export_message(s, a["format"]))
+                return
+            elif k == "hidden":
+                if cmd.reply:
+                    cmd.reply(hidden_message(s, a))
                 return
             elif k == "set_weight":
                 s.run.set_param(a["layer"], a["kind"], a["i"], a["j"], a["value"])

@@ -8,6 +8,7 @@ latest-wins: a slow client gets fewer frames, never a growing queue.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import threading
 import time
@@ -51,6 +52,10 @@ class Session:
         self._frame: tuple[dict, list[np.ndarray]] | None = None
         self._history: list[list[float]] = []
         self.frames_dropped = 0
+        # Classroom: the newest (output grid, metrics, config, version), read by room reports,
+        # and the room's challenge judge called on every frame (scheduler thread).
+        self.latest: tuple | None = None
+        self.watch: Callable[[dict, Config], None] | None = None
         self._idx = {n: i for i, n in enumerate(engine.metric_names)}
 
     # --- called from the event loop --------------------------------------------------
@@ -123,6 +128,13 @@ class Session:
             self._frame = (header, parts)
             self._history.extend(rows)
             del self._history[:-MAX_PENDING_HISTORY]
+        self.latest = (out, finite, cfg, self.version)
+        watch = self.watch
+        if watch is not None:
+            try:
+                watch(finite, cfg)
+            except Exception:  # a room's judge never stops the frames
+                logging.getLogger("nnplay.rooms").exception("challenge judge failed")
         self.notify(self)
 
     def state_message(self) -> dict:

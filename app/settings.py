@@ -32,6 +32,21 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, description="peers whose X-Forwarded-For is honoured")
     warmup_sessions: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1, 8, 64], description="batched sizes compiled at start")
     jax_cache: str | None = Field(None, description="persistent XLA compilation cache directory")
+    # Classroom rooms
+    data_dir: str = Field(".nnplay-data", description="where the default SQLite database lives")
+    database_url: str | None = Field(None, description="SQLAlchemy URL of the rooms database; "
+                                     "default sqlite:///<data_dir>/nnplay.db (PostgreSQL when scaled out)")
+    redis_url: str | None = Field(None, description="Redis for room broadcasts across workers/replicas; "
+                                  "unset: in-process (one worker)")
+    room_ttl_hours: float = Field(12.0, gt=0, le=24 * 90, description="a room expires this long after creation")
+    room_max_members: int = Field(300, ge=1, le=100000, description="students per room")
+    room_join_rate: float = Field(30.0, gt=0, description="room joins per minute per client address")
+    room_create_rate: float = Field(10.0, gt=0, description="new rooms per minute per client address")
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v):
+        return v or None
 
     @field_validator("allowed_origins", "trusted_proxies", "warmup_sessions", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import time
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ from app.session import Command, Session
 log = logging.getLogger("nnplay.ws")
 
 TYPES = ("config", "patch", "play", "pause", "step", "reset", "regenerate", "set_weight", "speed",
-         "add_points", "remove_point", "export", "ping")
+         "add_points", "remove_point", "export", "hidden", "ping", "join_room", "leave_room")
 EXPORT_FORMATS = ("keras", "pytorch", "jax", "json", "npz")
 CLOSE_FULL = 1013
 CLOSE_POLICY = 1008
@@ -68,6 +69,15 @@ def _float(msg: dict, key: str, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
         raise BadMessage(f"{key} must be a finite number {lo:g}..{hi:g}, got {json.dumps(v)[:40]}")
     return float(v)
+
+
+def check_hidden(cfg: Config, msg: dict) -> dict:
+    """``layer``, ``i``, ``j`` of a hidden-space request, checked against ``cfg``'s network."""
+    if not cfg.layers:
+        raise BadMessage("layer: the hidden-space view needs at least one hidden layer; this network has none")
+    layer = _int(msg, "layer", 0, len(cfg.layers) - 1)
+    units = cfg.layers[layer].units
+    return {"layer": layer, "i": _int(msg, "i", 0, units - 1), "j": _int(msg, "j", 0, units - 1)}
 
 
 def parse_message(text: str, session: Session, limits) -> Command:
@@ -139,6 +149,11 @@ def parse_message(text: str, session: Session, limits) -> Command:
         if fmt not in EXPORT_FORMATS:
             raise BadMessage(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {json.dumps(fmt)[:40]}")
         args["format"] = fmt
+    elif kind == "join_room":
+        args["room"], args["name"] = msg.get("room"), msg.get("name")
+    elif kind == "hidden":  # within the server's limits here; against the network in order, by the scheduler
+        args.update(layer=_int(msg, "layer", 0, max(limits.max_layers - 1, 0)),
+                    i=_int(msg, "i", 0, limits.max_units - 1), j=_int(msg, "j", 0, limits.max_units - 1))
     elif kind == "remove_point":
         args["remove_point"] = (_float(msg, "x1", -6, 6), _float(msg, "x2", -6, 6))
         kind = "config"
@@ -193,6 +208,7 @@ async def serve_session(ws: WebSocket, app_state) -> None:
                                                               "max_points": settings.max_points,
                                                               "chunk": app_state.engine.chunk}})
     sender = asyncio.create_task(_send_loop(ws, session, ready, outbox, metrics))
+    room = RoomSlot()
     bucket = TokenBucket(settings.rate_limit, 2 * settings.rate_limit)
     try:
         while True:
@@ -229,6 +245,16 @@ async def serve_session(ws: WebSocket, app_state) -> None:
             if cmd.kind == "ping":
                 _put(outbox, {"type": "pong", "id": cmd.args.get("id")})
                 continue
+            if cmd.kind in ("join_room", "leave_room"):
+                await room_command(cmd, room, session, app_state, ip, lambda m: _put(outbox, m))
+                continue
+            if room.member is not None:
+                try:
+                    room.member.check_locks(cmd.kind, cmd.args)
+                except ValueError as err:
+                    metrics.errors.labels("locked").inc()
+                    _put(outbox, {"type": "error", "message": str(err)})
+                    continue
             cmd.reply = reply_threadsafe
             session.submit(cmd)
             sched.poke()
@@ -237,6 +263,8 @@ async def serve_session(ws: WebSocket, app_state) -> None:
     finally:
         session.closed = True
         sched.remove(session)
+        if room.member is not None:
+            await room.member.stop()
         sender.cancel()
         app_state.sessions.pop(session.id, None)
         app_state.per_ip[ip] = app_state.per_ip.get(ip, 1) - 1
@@ -244,6 +272,56 @@ async def serve_session(ws: WebSocket, app_state) -> None:
             app_state.per_ip.pop(ip, None)
         metrics.sessions.set(len(app_state.sessions))
         metrics.frames_dropped.inc(session.frames_dropped)
+
+
+class RoomSlot:
+    """The classroom room a session is in (at most one)."""
+
+    member = None
+
+
+async def room_command(cmd: Command, slot: RoomSlot, session: Session, app_state, ip: str, send) -> None:
+    """join_room (again with the same room: rename) or leave_room; errors name the problem."""
+    from app.rooms.limits import clean_name
+    from app.rooms.member import Membership
+    from app.rooms.service import RoomError
+    from app.rooms.tokens import normalise_code
+
+    rooms = app_state.rooms
+    cur = slot.member
+    try:
+        if cmd.kind == "leave_room":
+            if cur is not None:
+                slot.member = None
+                await cur.stop()
+            send({"type": "room_left", "room": cur.code if cur else None})
+            return
+        if cur is not None and normalise_code(cmd.args["room"]) == cur.code:
+            try:
+                await cur.rename(clean_name(cmd.args["name"]))
+            except ValueError as err:
+                raise RoomError(422, str(err)) from None
+            room = await rooms.room(cur.code)
+            send({"type": "room_joined", "room": await rooms.public_state(room), "member_id": cur.member_id,
+                  "name": cur.name, "worker": os.getpid()})
+            return
+        room, member_id, name = await rooms.join(cmd.args["room"], cmd.args["name"], ip)
+        if cur is not None:
+            slot.member = None
+            await cur.stop()
+
+        def closed() -> None:
+            if slot.member is member:
+                slot.member = None
+
+        member = Membership(rooms, session, room, member_id, name, send, closed)
+        await member.start()
+        slot.member = member
+        send({"type": "room_joined", "room": await rooms.public_state(room), "member_id": member_id, "name": name,
+              "worker": os.getpid()})
+    except RoomError as err:
+        app_state.metrics.errors.labels("room").inc()
+        send({"type": "error", "of": cmd.kind, "message": err.message})
 
 
 def _put(q: asyncio.Queue, msg: dict) -> None:

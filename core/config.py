@@ -11,6 +11,7 @@ context: ``Config.model_validate(data, context={"limits": Limits(max_units=4)})`
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -377,7 +378,8 @@ def format_errors(err: ValidationError) -> list[str]:
         elif kind == "finite_number":
             text = f"must be a finite number, got {value}"
         elif kind == "extra_forbidden":
-            text = "is not a known setting"
+            out.append(f"{loc.rsplit('.', 1)[0] + '.' if '.' in loc else ''}{_key(str(e['loc'][-1]))} is not a known setting")
+            continue
         elif kind == "missing":
             text = "is required"
         elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -389,6 +391,11 @@ def format_errors(err: ValidationError) -> list[str]:
         out.append(f"{loc or 'config'} {text}")
     # A union (class_weight) reports one error per branch; keep each message once.
     return list(dict.fromkeys(out))
+
+
+def _key(k: str) -> str:
+    """A key as the user can recognise it: quoted when empty or not a plain name."""
+    return k if k.isidentifier() else json.dumps(k)[:60]
 
 
 class ConfigError(ValueError):
@@ -420,7 +427,7 @@ def patch_config(cfg: Config, patch: object, limits: Limits = DEFAULT_LIMITS) ->
         raise ConfigError([f"patch must be a JSON object, got {type(patch).__name__}"])
     unknown = [k for k in patch if k not in Config.model_fields]
     if unknown:
-        raise ConfigError([f"{k} is not a known setting" for k in unknown])
+        raise ConfigError([f"{_key(k)} is not a known setting" for k in unknown])
     data = cfg.model_dump(exclude_none=True)
     data.pop("weights", None)  # starting weights apply once; a patch keeps the trained ones
     data.update(patch)

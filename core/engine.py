@@ -26,9 +26,11 @@ from core.config import (
     ACTIVATIONS, FEATURES, LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS, SCHEDULES, Config, Limits,
 )
 from core.metrics import names as metric_names
-from core.model import D, K, Arch, Norm, Params, init_params
+from core.model import D, K, Arch, Norm, Params, forward, init_params
 from core.optim import OptHyper
-from core.train import Data, Flags, Hyper, Reg, Task, TrainState, frame, predict, train_chunk
+from core.train import (
+    Data, Flags, Hyper, Reg, Task, TrainState, frame, host_features, padded_features, predict, train_chunk,
+)
 
 log = logging.getLogger("nnplay.engine")
 
@@ -88,7 +90,9 @@ def pad_points(n_max: int, split: datasets.Split) -> Data:
         out[: len(a)] = a
         return out
 
-    return Data(pad(split.x_train, n_max), pad(split.y_train, n_max), pad(split.x_test, n_max), pad(split.y_test, n_max))
+    x_train, x_test = pad(split.x_train, n_max), pad(split.x_test, n_max)
+    return Data(x_train, pad(split.y_train, n_max), x_test, pad(split.y_test, n_max),
+                host_features(x_train), host_features(x_test))
 
 
 def class_weights(cfg: Config, split: datasets.Split) -> np.ndarray:
@@ -292,6 +296,27 @@ def bucket(batch_size: int, buckets: tuple[int, ...]) -> int:
 
 # --- the compiled functions ---------------------------------------------------------------
 
+HIDDEN_LINES = 21  # hidden-space view: grid lines per direction over the input domain
+HIDDEN_LINE_POINTS = 50  # points per grid line
+
+
+def hidden_lines() -> np.ndarray:
+    """(2 * HIDDEN_LINES, HIDDEN_LINE_POINTS, 2): horizontal lines (x2 fixed) bottom to top,
+    then vertical lines (x1 fixed) left to right, over [-6, 6]^2."""
+    t = np.linspace(-6.0, 6.0, HIDDEN_LINES, dtype=np.float32)
+    s = np.linspace(-6.0, 6.0, HIDDEN_LINE_POINTS, dtype=np.float32)
+    horizontal = np.stack(np.broadcast_arrays(s[None, :], t[:, None]), -1)
+    vertical = np.stack(np.broadcast_arrays(t[:, None], s[None, :]), -1)
+    return np.concatenate([horizontal, vertical])
+
+
+def hidden_activations(params: Params, norm: Norm, x: jax.Array, arch: Arch, depth, *, n_layers: int) -> jax.Array:
+    """Every hidden layer's activations (L, n, D) for raw points (n, 2), inference mode; one
+    traced program for every depth (layers past ``depth`` are zeros)."""
+    _, hidden, _ = forward(params, padded_features(x), arch, depth, norm=norm)
+    return jnp.stack(hidden) if n_layers else jnp.zeros((0, x.shape[0], D), jnp.float32)
+
+
 
 def _state_out(args):
     return jax.tree.structure((args[0], 0, 0))
@@ -387,6 +412,10 @@ class Engine:
         }
         self._frame_many = _Exportable(f"frame_many-{static}", jax.jit(jax.vmap(
             partial(frame, n_layers=self.n_layers), in_axes=(0, 0, HYPER_AXES, None))), _triple_out)
+        # the hidden-space view's probe: the grid lines and up to n_max data points at once
+        self.n_probe = self.n_max + 2 * HIDDEN_LINES * HIDDEN_LINE_POINTS
+        self._hidden = _Exportable(f"hidden-{static}", jax.jit(partial(hidden_activations, n_layers=self.n_layers)),
+                                   lambda args: jax.tree.structure(0))
 
     def bucket(self, batch_size: int) -> int:
         return bucket(batch_size, self.buckets)
@@ -406,6 +435,10 @@ class Engine:
     def frame_many(self, states, datas, hypers, depth: int):
         return self._frame_many(states, datas, hypers, np.int32(depth))
 
+    def hidden(self, state, hyper, x: np.ndarray, depth: int):
+        """Hidden activations (L, n_probe, D) of ``x`` (n_probe, 2) with the state's weights."""
+        return self._hidden(state.params, state.norm, np.asarray(x, np.float32), hyper.arch, np.int32(depth))
+
     def warmup(self, *, batched_sizes: tuple[int, ...] = (), singles: bool = True) -> None:
         """Compile every function this engine will call (all buckets), so that no setting
         change later triggers a compilation."""
@@ -414,6 +447,7 @@ class Engine:
             for cap in self.buckets:
                 jax.block_until_ready(self.train(run.state, run.data, run.hyper, 0, 0, cap))
             jax.block_until_ready(self.frame(run.state, run.data, run.hyper, 0))
+            jax.block_until_ready(self.hidden(run.state, run.hyper, np.zeros((self.n_probe, 2)), 0))
         for s in batched_sizes:
             stack = lambda t: jax.tree.map(lambda a: np.stack([a] * s), t)  # noqa: E731
             st, da, hy = stack(run.state), stack(run.data), stack_hyper(run.hyper, s)
@@ -526,6 +560,19 @@ class Run:
 
     def weights(self) -> list[dict]:
         return export_weights(self.state.params, self.cfg)
+
+    def hidden_space(self, layer: int, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """Neurons ``i`` and ``j`` of hidden ``layer`` on the grid lines (2 * HIDDEN_LINES,
+        HIDDEN_LINE_POINTS, 2) and on the training points (n_train, 2). One compiled program
+        for every layer and neuron choice: all activations come back, NumPy selects."""
+        lines = hidden_lines()
+        n_lines = lines.shape[0] * lines.shape[1]
+        x_train = self.split.x_train
+        x = np.zeros((self.engine.n_probe, 2), np.float32)
+        x[:n_lines] = lines.reshape(-1, 2)
+        x[n_lines:n_lines + len(x_train)] = x_train
+        acts = np.asarray(self.engine.hidden(self.state, self.hyper, x, self.depth))[layer][:, [i, j]]
+        return acts[:n_lines].reshape(lines.shape), acts[n_lines:n_lines + len(x_train)]
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Outputs (n, outputs) for raw points (n, 2)."""

@@ -73,6 +73,15 @@ class Data(NamedTuple):
     y_train: jax.Array  # (N,)
     x_test: jax.Array  # (N, 2)
     y_test: jax.Array  # (N,)
+    f_train: jax.Array  # (N, D) padded features of x_train, computed once on the host
+    f_test: jax.Array  # (N, D)
+
+
+def host_features(x: np.ndarray) -> np.ndarray:
+    """(n, 2) -> (n, D) padded features in float64 NumPy, then float32: XLA's sin costs more
+    per epoch than a small network's forward pass, and the data only change on regenerate."""
+    f = features(np.asarray(x, np.float64))
+    return np.concatenate([f, np.zeros((len(f), D - f.shape[1]))], 1).astype(np.float32)
 
 
 class TrainState(NamedTuple):
@@ -144,9 +153,10 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
         lambda: jnp.argsort(jnp.where(valid, jax.random.uniform(k_perm, (N,)), 2.0)),
         lambda: jnp.arange(N),
     )
-    x, y = data.x_train[perm], data.y_train[perm]
-    x = lax.cond(hyper.flags.augment, lambda: _augment(x, reg, k_aug), lambda: x)
-    feats = jnp.concatenate([padded_features(x), jnp.zeros((bcap, D))])
+    y = data.y_train[perm]
+    f = lax.cond(hyper.flags.augment, lambda: padded_features(_augment(data.x_train[perm], reg, k_aug)),
+                 lambda: data.f_train[perm])
+    feats = jnp.concatenate([f, jnp.zeros((bcap, D))])
     ys = jnp.concatenate([y, jnp.zeros((bcap,))])
     B = jnp.clip(task.batch_size, 1, n)
     n_updates = (n + B - 1) // B
@@ -226,8 +236,8 @@ def _metrics(state: TrainState, data: Data, hyper: Hyper, depth: int) -> dict:
     N = data.x_train.shape[0]
     rows_tr = (jnp.arange(N) < task.n_train).astype(jnp.float32)
     rows_te = (jnp.arange(N) < task.n_test).astype(jnp.float32)
-    z_tr, _, _ = forward(state.params, padded_features(data.x_train), hyper.arch, depth, norm=state.norm)
-    z_te, _, _ = forward(state.params, padded_features(data.x_test), hyper.arch, depth, norm=state.norm)
+    z_tr, _, _ = forward(state.params, data.f_train, hyper.arch, depth, norm=state.norm)
+    z_te, _, _ = forward(state.params, data.f_test, hyper.arch, depth, norm=state.norm)
     return evaluate(z_tr, data.y_train, rows_tr, z_te, data.y_test, rows_te, task)
 
 
@@ -280,6 +290,12 @@ def _with_ok(state, row, ok):
     return state, (row, jnp.asarray(ok))
 
 
+def _grid_features(n: int) -> np.ndarray:
+    """Padded features of the n x n grid, computed once in NumPy (XLA's sin on 10,000 rows
+    costs a millisecond per frame)."""
+    return host_features(_grid_points(n))
+
+
 def _grid_points(n: int) -> np.ndarray:
     """(n*n, 2): row r is x2 = 6 - 12 r/(n-1) (top is +6), column c is x1 = -6 + 12 c/(n-1)."""
     t = np.linspace(-6.0, 6.0, n, dtype=np.float32)
@@ -299,8 +315,7 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, *, n_la
     predicted class), each hidden neuron's activation on a NEURON_GRID grid (L, D, G, G) uint8
     (value mapped from [-1, 1]), and the current metrics row."""
     task = hyper.task
-    big = padded_features(jnp.asarray(_grid_points(GRID)))
-    small = padded_features(jnp.asarray(_grid_points(NEURON_GRID)))
+    big, small = _grid_features(GRID), _grid_features(NEURON_GRID)  # constants, not recomputed
     G = NEURON_GRID
 
     def for_depth(d):
@@ -312,14 +327,17 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, *, n_la
             cls = predicted_class(out, task.out_act).astype(jnp.uint8).reshape(GRID, GRID)
             _, hidden, _ = forward(state.params, small, hyper.arch, d, norm=state.norm)
             neurons = [quantise(h.T, -1.0, 1.0).reshape(D, G, G) for h in hidden]
-            grids = jnp.stack(neurons) if n_layers else jnp.zeros((0, D, G, G), jnp.uint8)
+            unused = quantise(jnp.zeros((D, G, G)), -1.0, 1.0)  # layer slots past the depth
+            grids = jnp.stack(neurons + [unused] * (n_layers - d)) if n_layers else jnp.zeros((0, D, G, G), jnp.uint8)
             m = _metrics(state, data, hyper, d)
             row = _row(m, state, optim.schedule(jnp.maximum(state.epoch - 1, 0), hyper.opt), state.grad_norm, hyper, d)
             return jnp.stack([value, cls]), grids, row
 
         return run
 
-    return for_depth(depth)(state)
+    # One branch per depth, each built for exactly its layers: a traced depth would run a
+    # conditional per layer slot, and on 10,000 grid rows those cost more than the layers.
+    return lax.switch(jnp.clip(depth, 0, n_layers), [for_depth(d) for d in range(n_layers + 1)], state)
 
 
 def predict(params: Params, norm: Norm, x: jax.Array, hyper: Hyper, depth: int) -> jax.Array:

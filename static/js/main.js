@@ -7,6 +7,7 @@ import { setupExtras } from './extras.js';
 import { drawGrid, drawPoints, fromCanvas } from './heatmap.js';
 import { setupViews } from './views/index.js';
 import { setupExport } from './views/export.js';
+import { setupRoom } from './room.js';
 
 const $ = (id) => document.getElementById(id);
 const initial = readHash();
@@ -56,6 +57,7 @@ const socket = new Socket({
     if (app.connected) app.resume = app.playing && code !== 1000;
     app.connected = false;
     app.closeInfo = { code, reason, retryIn, at: performance.now() };
+    room?.onClose();
     renderStatus();
   },
 });
@@ -106,6 +108,21 @@ views.open(view.view, { silent: true });
 
 const exporter = setupExport($('export'), { send: (msg) => socket.send(msg), canvas: outCanvas, showError });
 
+// classroom (#room=CODE): joins after every (re)connection, applies the lecturer's pushes and locks
+const roomCode = initial.params.get('room');
+const room = roomCode ? setupRoom({
+  code: roomCode,
+  send: (msg) => socket.send(msg),
+  applyPush(msg) {
+    // the preset menu's path: the config goes to this page's own session, the hash follows
+    writeHash(msg.config, view);
+    socket.send({ type: 'config', config: msg.config });
+    if (msg.view) views.open(msg.view);
+  },
+  refresh: () => { if (app.cfg) syncAll(true); else room?.lockControls(); },
+  metrics: () => app.metrics,
+}) : null;
+
 // test hooks (no effect on the page)
 window.__nnplay_views = views;
 window.__nnplay_socket_close_for_test = () => socket.closeForTest(1000, 'idle timeout (test)');
@@ -114,6 +131,7 @@ function syncAll(force = false) {
   controls.sync(app.cfg, view);
   extras.sync(view, { force });
   network.setActivations(app.cfg.layers.map((l) => l.activation));
+  room?.lockControls();
 }
 
 function patch(p) {
@@ -158,6 +176,7 @@ function handleMessage(msg) {
         app.awaitingFirstState = false;
         const hashCfg = readHash().config;
         if (Object.keys(hashCfg).length) socket.send({ type: 'config', config: hashCfg });
+        room?.onOpen(); // join after restoring the page's own settings: a reconnect keeps them under locks
         if (app.resume && !msg.playing) { socket.send({ type: 'play' }); app.playing = true; }
         app.resume = false;
       } else {
@@ -175,6 +194,7 @@ function handleMessage(msg) {
       break;
     case 'error':
       showError(msg.messages?.length ? msg.messages.join('; ') : msg.message);
+      if (room?.onError(msg)) break; // a refused join changed no config
       app.inFlight = Math.max(0, app.inFlight - 1);
       if (app.serverCfg && app.inFlight === 0) {
         app.cfg = app.serverCfg;
@@ -188,7 +208,11 @@ function handleMessage(msg) {
     case 'export':
       exporter.onMessage(msg);
       break;
+    case 'hidden':
+      views.onMessage(msg);
+      break;
     default:
+      room?.onMessage(msg);
       break;
   }
 }

@@ -41,7 +41,7 @@ export class ShareDialog {
   /** The page's hash without flags that only make sense locally, plus the chosen _hide keys. */
   params(embed) {
     const p = new URLSearchParams(location.hash.replace(/^#/, ''));
-    for (const k of [...p.keys()]) if (k.endsWith('_hide') || k === 'embed') p.delete(k);
+    for (const k of [...p.keys()]) if (k.endsWith('_hide') || k === 'embed' || k === 'room') p.delete(k);
     for (const b of this.boxes) if (b.checked) p.set(`${b.value}_hide`, 'true');
     if (embed) p.set('embed', '1');
     return p.toString().replace(/%2C/g, ',');

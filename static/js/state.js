@@ -99,6 +99,8 @@ export const VIEW_FIELDS = [
 ];
 export const VIEW_KEYS = VIEW_FIELDS.map((f) => f.key);
 export const FLAG_KEYS = ['embed', 'present'];
+/** Keys that stay in the hash untouched but are neither config nor view (the classroom code). */
+export const KEEP_KEYS = ['room'];
 
 const DEFAULT_REG_RATE = 0.001;
 
@@ -139,9 +141,8 @@ export function readHash(hash = location.hash) {
   return { config, view, flags, hidden, params };
 }
 
-/** Serialise a full config (+ view settings), keeping flags and *_hide keys of the current hash. */
-export function writeHash(cfg, view) {
-  const old = new URLSearchParams(location.hash.replace(/^#/, ''));
+/** The hash of a full config (+ view settings); `keep` holds flags, *_hide and room keys to carry over. */
+export function hashOf(cfg, view, keep = new URLSearchParams()) {
   const out = new URLSearchParams();
   for (const f of HASH_FIELDS) {
     const v = f.get(cfg);
@@ -149,8 +150,13 @@ export function writeHash(cfg, view) {
     out.set(f.key, f.fmt(v));
   }
   for (const f of VIEW_FIELDS) if (view && f.key in view && view[f.key] !== f.omit) out.set(f.key, f.fmt(view[f.key]));
-  for (const [k, v] of old) if (FLAG_KEYS.includes(k) || k.endsWith('_hide')) out.set(k, v);
-  const hash = '#' + out.toString().replace(/%2C/g, ',');
+  for (const [k, v] of keep) if (FLAG_KEYS.includes(k) || KEEP_KEYS.includes(k) || k.endsWith('_hide')) out.set(k, v);
+  return '#' + out.toString().replace(/%2C/g, ',');
+}
+
+/** Serialise a full config (+ view settings), keeping flags, room and *_hide keys of the current hash. */
+export function writeHash(cfg, view) {
+  const hash = hashOf(cfg, view, new URLSearchParams(location.hash.replace(/^#/, '')));
   if (hash !== location.hash) history.replaceState(null, '', hash);
   return hash;
 }

@@ -217,8 +217,8 @@ def test_batch_norm_on_zero_variance_data(lim):
 # --- HTTP hardening ---------------------------------------------------------------------------
 
 def test_security_headers_follow_settings(lim):
-    for path in ("/", "/healthz", "/api/schema", "/static/does-not-exist.js"):
-        r = lim.get(path)
+    for path in ("/", "/healthz", "/api/schema", "/static/does-not-exist.js", "/_boom"):
+        r = lim.get(path)  # /_boom: a 500 from Starlette's outermost error middleware
         csp = r.headers["content-security-policy"]
         assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, path
         assert "frame-ancestors 'none'" in csp, path

@@ -121,3 +121,149 @@ def test_export_keras_downloads_code(page_factory):
     download = info.value
     assert download.suggested_filename.endswith(".py")
     assert "Sequential" in open(download.path()).read()
+
+
+# --- overfitting, A/B, imbalance, hidden space ------------------------------------------------
+
+COUNT_COLOUR = """([sel, rgb, tol, a0, a1]) => {
+  const c = document.querySelector(sel);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let p = 0; p < d.length; p += 4)
+    if (Math.abs(d[p] - rgb[0]) <= tol && Math.abs(d[p + 1] - rgb[1]) <= tol && Math.abs(d[p + 2] - rgb[2]) <= tol && d[p + 3] >= a0 && d[p + 3] <= a1) n++;
+  return n;
+}"""
+
+
+def pixels(page, selector: str, rgb: tuple[int, int, int], tol: int = 12, alpha: tuple[int, int] = (200, 255)) -> int:
+    """How many pixels of a canvas are close to a colour (and an opacity range)."""
+    return page.evaluate(COUNT_COLOUR, [selector, list(rgb), tol, *alpha])
+
+
+def play_until(page, epoch: int) -> None:
+    page.get_by_role("button", name="Play").click()
+    wait_until(page, f"Number(document.getElementById('epoch').textContent.replace(',', '')) >= {epoch}", 60000)
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#status")).to_contain_text("paused")
+
+
+OVERFIT = "view=overfit&dataset=spiral&noise=0.5&nPoints=120&trainRatio=0.3&layers=8,8,8&activation=relu&optimizer=adam&learningRate=0.01"
+
+
+def test_overfit_gap_and_early_stopping_marker(page_factory):
+    page = page_factory(OVERFIT + "&patience=15")
+    expect(page.get_by_role("tab", name="Overfitting")).to_have_attribute("aria-selected", "true")
+    page.get_by_role("button", name="Play").click()
+    expect(page.get_by_role("status")).to_contain_text("early stopping", timeout=90000)
+    panel = page.get_by_role("tabpanel")
+    expect(panel).to_contain_text("stopped, best weights restored")
+    best = int(page.evaluate("window.__nnplay_views.get('overfit').ctx.app.metrics.best_epoch"))
+    expect(panel).to_contain_text(f"best test loss at epoch {best}")
+    gap = page.get_by_role("list", name="Loss legend").get_by_role("listitem").filter(has_text="gap (test − train)")
+    assert float(gap.locator(".note").inner_text()) > 0  # overfitting: test loss above training loss
+    canvas = ".view-overfit > section:nth-of-type(2) canvas"
+    assert pixels(page, canvas, (0, 158, 115), 20) > 20, "early-stopping marker (green) not drawn"
+    assert pixels(page, canvas, (213, 94, 0), 30, (25, 55)) > 200, "train/test gap band not shaded"
+
+
+def test_overfit_ab_draws_both_runs(page_factory, artifacts):
+    page = page_factory(OVERFIT)
+    page.get_by_role("combobox", name="A/B regularizer").select_option("l2")
+    page.get_by_role("combobox", name="A/B strength").select_option("0.01")
+    page.get_by_role("combobox", name="A/B epochs").select_option("100")
+    page.get_by_role("button", name="Run A/B").click()
+    note = page.get_by_text("same initial weights")
+    expect(note).to_be_visible(timeout=120000)
+    for k in ("A", "B"):
+        side = page.get_by_role("figure", name=f"Run {k}")
+        expect(side).to_be_visible()
+        expect(side.get_by_role("term").filter(has_text="Gap (test − train)")).to_have_count(1)
+    expect(page.get_by_role("figure", name="Run B")).to_contain_text("with l2 0.01")
+    # both decision boundaries painted with the two classes' colours, and their loss charts
+    for k in ("A", "B"):
+        sel = f"canvas[aria-label='Decision boundary {k}']"
+        spread = page.evaluate("""(sel) => { const c = document.querySelector(sel);
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let lo = 255, hi = 0; for (let p = 0; p < d.length; p += 4) { lo = Math.min(lo, d[p + 2]); hi = Math.max(hi, d[p + 2]); }
+            return hi - lo; }""", sel)
+        assert spread > 100, f"boundary {k} looks blank"
+        assert pixels(page, f"canvas[aria-label^='Training and test loss {k}']", (0, 114, 178), 20) > 30
+    # exactly one side is marked as the larger gap
+    assert page.locator(".ab-stats dd.gap-large").count() + page.locator(".ab-stats dd.gap-small").count() == 2
+    expect(page.get_by_role("list", name="A/B weights legend").get_by_role("listitem")).to_have_count(2)
+    page.get_by_role("region", name="A/B regularizer comparison").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "view-overfit-ab.png"))
+
+
+def test_ab_bad_strength_is_reported(page_factory):
+    page = page_factory(OVERFIT)
+    page_factory.allowed.append("status of 422")
+    page.get_by_role("combobox", name="A/B regularizer").select_option("dropout")
+    page.evaluate("""() => { const s = document.querySelector("select[aria-label='A/B strength']");
+        s.append(new Option('5', '5')); s.value = '5'; }""")
+    page.get_by_role("button", name="Run A/B").click()
+    expect(page.get_by_role("alert")).to_contain_text("strength must be a finite number 0.05..0.9, got 5")
+
+
+IMBALANCED = "view=imbalance&dataset=gauss&noise=0.3&classRatio=0.1&layers=4&activation=relu&optimizer=adam&learningRate=0.01"
+
+
+def test_imbalance_threshold_moves_precision_and_recall(page_factory, artifacts):
+    page = page_factory(IMBALANCED)
+    play_until(page, 10)
+    at = page.get_by_role("tabpanel").locator("dl[aria-label='At this threshold']")
+    expect(at).to_contain_text("Precision")
+
+    def read():
+        vals = at.locator("dd").all_inner_texts()
+        return float(vals[0]), float(vals[1])  # precision, recall
+
+    p50, r50 = read()
+    slider = page.get_by_role("slider", name="Decision threshold")
+    slider.fill("0.05")
+    expect(page.get_by_role("tabpanel")).to_contain_text("Decision threshold: 0.05")
+    p05, r05 = read()
+    assert r05 >= r50 and p05 < p50  # a low threshold: more positives, more false positives
+    slider.fill("0.95")
+    p95, r95 = read()
+    assert r95 <= r50 and (p95, r95) != (p50, r50)
+    page.screenshot(path=str(artifacts / "view-imbalance.png"))
+
+
+def test_imbalance_class_weights_toggle(page_factory):
+    page = page_factory(IMBALANCED)
+    box = page.get_by_role("checkbox", name="Class weights")
+    expect(box).not_to_be_checked()
+    recall = page.get_by_role("tabpanel").locator("dd[data-metric=recall]")
+    play_until(page, 20)
+    off = float(recall.inner_text())
+    box.check()
+    wait_until(page, "location.hash.includes('classWeight=balanced')")
+    wait_until(page, "window.__nnplay_last_state.config.class_weight === 'balanced'")
+    expect(page.get_by_role("tabpanel")).to_contain_text("loss weights: class 0 ×")
+    page.get_by_role("button", name="Reset").click()
+    wait_until(page, "document.getElementById('epoch').textContent === '000,000'")
+    play_until(page, 20)
+    on = float(recall.inner_text())
+    assert on > off  # the minority class is found more often with balanced weights
+    box.uncheck()
+    wait_until(page, "!location.hash.includes('classWeight')")
+    wait_until(page, "window.__nnplay_last_state.config.class_weight === undefined")
+
+
+def test_hidden_view_draws_the_warped_grid(page_factory, artifacts):
+    page = page_factory("view=hidden&dataset=circle&layers=6,2&activation=tanh")
+    expect(page.get_by_role("tab", name="Hidden space")).to_have_attribute("aria-selected", "true")
+    layer = page.get_by_role("combobox", name="Hidden layer")
+    expect(layer.locator("option")).to_have_count(2)
+    expect(layer).to_have_value("1")  # the last hidden layer first
+    note = page.get_by_role("tabpanel").locator("p[aria-live]")
+    expect(note).to_contain_text("Epoch 0: layer 2 (tanh), neurons 1 and 2")
+    canvas = "canvas.hidden-space"
+    assert pixels(page, canvas, (77, 77, 77), 30) > 100 and pixels(page, canvas, (0, 158, 115), 40) > 100  # both line sets
+    play_until(page, 30)
+    expect(note).not_to_contain_text("Epoch 0:")  # redrawn while training
+    layer.select_option("0")
+    page.get_by_role("combobox", name="Neuron on the y axis").select_option("5")
+    expect(note).to_contain_text("layer 1 (tanh), neurons 1 and 6")
+    page.screenshot(path=str(artifacts / "view-hidden.png"))

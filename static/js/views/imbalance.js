@@ -1,7 +1,8 @@
 // Imbalance view: the confusion matrix and precision / recall / F1 (MetricsPanel), and a
 // decision threshold applied client-side: the output heatmap (P(class 1)·255) re-coloured at
 // the threshold, precision / recall at it from the points vs the nearest output cell, and
-// the precision–recall curve over thresholds.
+// the precision–recall curve over thresholds. A switch trains with balanced class weights
+// (Keras / scikit-learn: n / (classes · n_c), from the training points' class counts).
 import { h, plot } from './plot.js';
 import { MetricsPanel } from '../metrics.js';
 import { ORANGE, BLUE, WHITE } from '../palette.js';
@@ -43,9 +44,14 @@ export class ImbalanceView {
     this.atThr = h('dl', { class: 'metric-list', 'aria-label': 'At this threshold' });
     this.pr = h('canvas', { class: 'view-chart short', role: 'img', 'aria-label': 'Precision–recall curve over thresholds' });
     this.note = h('p', { class: 'hint small' });
+    this.weights = h('input', { type: 'checkbox', 'aria-label': 'Class weights' });
+    this.weights.addEventListener('change', () => this.ctx.patch({ class_weight: this.weights.checked ? 'balanced' : null }));
+    this.weightsNote = h('span', { class: 'hint small' });
     this.el = h('div', { class: 'view-imbalance' },
       h('section', { class: 'card' },
         h('div', { class: 'card-head' }, h('h3', { text: 'Server metrics (threshold 0.5)' })),
+        h('div', { class: 'class-weights' },
+          h('label', { class: 'check' }, this.weights, ' Class weights (balanced)'), this.weightsNote),
         this.metricsRoot),
       h('section', { class: 'card' },
         h('div', { class: 'card-head' }, h('h3', { text: 'Decision threshold' })),
@@ -55,10 +61,32 @@ export class ImbalanceView {
   }
 
   show() { this.draw(); }
+  onState(msg) { this.syncWeights(msg.points?.train); }
+
+  /** The switch follows the config; the note shows the weights n / (classes · n_c). */
+  syncWeights(train = this.ctx.app.points.train) {
+    const cfg = this.ctx.app.cfg;
+    if (!cfg) return;
+    const cls = cfg.problem === 'classification';
+    this.weights.disabled = !cls;
+    this.weights.checked = cls && cfg.class_weight != null;
+    const k = cfg.classes || 2;
+    const counts = new Array(k).fill(0);
+    for (const p of train) {
+      const c = p[2] < 0 ? 0 : Math.round(p[2]); // binary labels may be -1 for class 0
+      if (c < k) counts[c] += 1;
+    }
+    const n = counts.reduce((a, b) => a + b, 0);
+    const w = Array.isArray(cfg.class_weight) ? cfg.class_weight : counts.map((c) => n / (k * Math.max(c, 1)));
+    const list = w.map((v, c) => `class ${c} × ${Number(v.toPrecision(3))}`).join(', ');
+    this.weightsNote.textContent = !cls ? 'classification only'
+      : this.weights.checked ? `loss weights: ${list}` : `balanced would weight ${list}`;
+  }
 
   draw() {
     const app = this.ctx.app;
     const cfg = app.cfg;
+    if (this.weightsKey !== cfg?.class_weight) { this.weightsKey = cfg?.class_weight; this.syncWeights(); }
     this.metrics.update(app.metrics || {}, cfg?.problem || 'classification', app.lastFrame?.header.classes || cfg?.classes);
     const f = app.lastFrame;
     const binary = cfg && cfg.problem === 'classification' && (f?.header.outputs ?? 1) === 1 && (cfg.classes ?? 2) === 2;

@@ -1,5 +1,5 @@
 // Teaching views: a tab strip ("Playground", "Backprop", …) and one panel per view. Training
-// views (lr, gradients, overfit, imbalance) replace the output column beside the network;
+// views (lr, gradients, overfit, imbalance, hidden) replace the output column beside the network;
 // self-contained ones (backprop, optimizers) take the whole board.
 import { BackpropView } from './backprop.js';
 import { LrView } from './lr.js';
@@ -7,6 +7,7 @@ import { OptimizersView } from './optimizers.js';
 import { GradientsView } from './gradients.js';
 import { OverfitView } from './overfit.js';
 import { ImbalanceView } from './imbalance.js';
+import { HiddenView } from './hidden.js';
 
 export const VIEWS = [
   { name: 'playground', title: 'Playground' },
@@ -16,6 +17,7 @@ export const VIEWS = [
   { name: 'gradients', title: 'Gradients', make: (c) => new GradientsView(c) },
   { name: 'overfit', title: 'Overfitting', make: (c) => new OverfitView(c) },
   { name: 'imbalance', title: 'Imbalance', make: (c) => new ImbalanceView(c) },
+  { name: 'hidden', title: 'Hidden space', make: (c) => new HiddenView(c) },
 ];
 // preset views without a tab of their own
 const ALIASES = { metrics: 'imbalance' };
@@ -96,6 +98,7 @@ export function setupViews(ctx, els) {
       else if (v?.draw && current !== 'backprop' && current !== 'optimizers') v.draw();
     },
     onState(msg) { for (const v of live.values()) v.onState?.(msg); },
+    onMessage(msg) { for (const v of live.values()) v.onMessage?.(msg); },
     reset() { for (const v of live.values()) v.reset?.(); },
     onKey(ev) {
       if (ctx.flags.embed) return false; // embedded in slides: the deck owns the arrow keys

@@ -85,7 +85,7 @@ export class LrView {
       this.range = data;
       const s = data.suggested_learning_rate;
       this.useBtn.disabled = s == null;
-      this.rangeNote.textContent = s == null ? 'No suggestion (too few finite points).' : `Suggested learning rate ${fmtLr(s)} (steepest loss descent).`;
+      this.rangeNote.textContent = s == null ? 'No suggestion (too few finite points).' : `Suggested learning rate ${fmtLr(s)} (steepest descent of the smoothed loss, before its minimum).`;
       this.draw();
     } catch (err) {
       this.ctx.showError(`range test failed: ${err}`);
