@@ -4,9 +4,20 @@
 const opt = (c, ...names) => names.includes(c.optimizer);
 const sched = (c, ...names) => names.includes(c.lr_schedule);
 const cls = (c) => c.problem === 'classification';
+const MAX_CLASSES = 5; // core/config.py MAX_CLASSES
 const augPatch = (c, k, v) => ({ augmentation: { jitter: 0, flip_x1: false, flip_x2: false, ...(c.augmentation || {}), [k]: v } });
 
-/** kind: number | select | check. get(cfg) -> value; patch(cfg, value) -> patch; show(cfg) -> bool. */
+/** One weight per class (config class_weight as a list), shown for the current classes. */
+function classWeightItems() {
+  return Array.from({ length: MAX_CLASSES }, (_, k) => ({
+    id: `classWeight${k}`, name: `Class ${k} weight`, text: `Class ${k}`, kind: 'number', min: 0, max: 100, step: 0.1, cls: 'adv-weight',
+    show: (c) => cls(c) && Array.isArray(c.class_weight) && k < c.classes,
+    get: (c) => (Array.isArray(c.class_weight) ? c.class_weight[k] : undefined),
+    patch: (c, v) => ({ class_weight: Array.from({ length: c.classes }, (_, j) => (j === k ? v : c.class_weight?.[j] ?? 1)) }),
+  }));
+}
+
+/** kind: number | select | check (text: shorter visible label; cls: extra class). get(cfg) -> value; patch(cfg, value) -> patch; show(cfg) -> bool. */
 export const ADVANCED = [
   { group: 'Optimizer', items: [
     { id: 'momentum', name: 'Momentum', kind: 'number', min: 0, max: 0.999, step: 0.01, field: 'momentum', show: (c) => opt(c, 'momentum') },
@@ -48,8 +59,11 @@ export const ADVANCED = [
   { group: 'Data', items: [
     { id: 'classRatio', name: 'Class ratio', kind: 'number', min: 0.05, max: 0.95, step: 0.05, field: 'class_ratio', nullable: true,
       placeholder: 'balanced', show: cls },
-    { id: 'classWeight', name: 'Class weights', kind: 'select', show: cls, options: [['none', 'None'], ['balanced', 'Balanced']],
-      get: (c) => (c.class_weight === 'balanced' ? 'balanced' : 'none'), patch: (c, v) => ({ class_weight: v === 'none' ? null : v }) },
+    { id: 'classWeight', name: 'Class weights', kind: 'select', show: cls,
+      options: [['none', 'None'], ['balanced', 'Balanced'], ['per_class', 'Per class']],
+      get: (c) => (Array.isArray(c.class_weight) ? 'per_class' : c.class_weight === 'balanced' ? 'balanced' : 'none'),
+      patch: (c, v) => ({ class_weight: v === 'none' ? null : v === 'per_class' ? Array(c.classes).fill(1) : v }) },
+    ...classWeightItems(),
     { id: 'seed', name: 'Seed', kind: 'number', min: 0, max: 2147483647, step: 1, int: true, field: 'seed' },
     { id: 'nPoints', name: 'Number of points', kind: 'number', min: 10, max: 4000, step: 10, int: true, field: 'n_points' },
   ] },
@@ -77,7 +91,7 @@ export class Advanced {
 
   build(it) {
     const wrap = document.createElement(it.kind === 'note' ? 'p' : 'label');
-    wrap.className = `adv-item adv-${it.kind}`;
+    wrap.className = `adv-item adv-${it.kind}${it.cls ? ` ${it.cls}` : ''}`;
     wrap.dataset.ctl = it.id;
     if (it.kind === 'note') {
       wrap.textContent = it.name;
@@ -85,7 +99,7 @@ export class Advanced {
       return wrap;
     }
     const text = document.createElement('span');
-    text.textContent = it.name;
+    text.textContent = it.text ?? it.name; // a shorter visible text is part of the accessible name
     let input;
     if (it.kind === 'select') {
       input = document.createElement('select');

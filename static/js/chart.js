@@ -1,27 +1,42 @@
-// Line charts over epochs with axes and a hover read-out, fed by incremental history rows.
-//   new LineChart(canvas, {series: [{field, label, colour}], format, yMax})
-// LossChart is the training (grey) / test (black) loss chart of the output column.
+// Line charts over epochs, drawn by the vendored uPlot (static/vendor/uplot), fed by
+// incremental history rows. Axes, grid and a hover read-out (uPlot's live legend, shown as a
+// tip beside the cursor); colours come from the page's CSS custom properties so the charts
+// follow its theme, and present mode (body.present) gets large fonts and thick strokes.
+//   new LineChart(el, {series: [{field, label, colour}], format, tick, yMax, yMin})
+// `el` is an empty container (a div with role="img" and an aria-label); `colour` is a CSS
+// colour or a custom property name ('--chart-test'). LossChart is the training / test loss chart.
+import uPlot from '../vendor/uplot/uPlot.esm.js';
 
 const MAX_POINTS = 4000;
-const niceNum = (v) => (Math.abs(v) >= 1000 ? `${Math.round(v / 100) / 10}k` : Math.abs(v) >= 10 ? v.toFixed(0) : v.toPrecision(2));
+const niceNum = (v) => (Math.abs(v) >= 1000 ? `${Math.round(v / 100) / 10}k` : Math.abs(v) >= 10 ? v.toFixed(0)
+  : v === 0 ? '0' : String(Number(v.toPrecision(2))));
+
+/** A colour given as a custom property ('--x') resolved against the element's styles. */
+function resolve(el, colour, fallback) {
+  if (!colour?.startsWith('--')) return colour || fallback;
+  return getComputedStyle(el).getPropertyValue(colour).trim() || fallback;
+}
 
 export class LineChart {
-  constructor(canvas, { series, format = (v) => v.toFixed(3), yMax = null, yMin = 0 } = {}) {
-    this.canvas = canvas;
+  constructor(el, { series, format = (v) => v.toFixed(3), tick = niceNum, yMax = null, yMin = 0 } = {}) {
+    this.el = el;
     this.series = series;
     this.format = format;
+    this.tick = tick;
     this.yMax = yMax;
     this.yMin = yMin;
-    this.lineWidth = 1.5;
-    this.hover = null; // index under the mouse
-    this.tip = document.createElement('div');
-    this.tip.className = 'chart-tip';
-    this.tip.hidden = true;
-    document.body.append(this.tip);
-    canvas.addEventListener('mousemove', (ev) => this.onMove(ev));
-    canvas.addEventListener('mouseleave', () => { this.hover = null; this.tip.hidden = true; this.dirty = true; this.draw(); });
+    this.present = document.body.classList.contains('present');
+    this._lineWidth = this.present ? 3 : 1.5;
+    this.u = null;
     this.clear();
+    // the container may be hidden (closed <details>, embed mode) or resized: (re)size then
+    new ResizeObserver(() => this.resize()).observe(el);
+    window.matchMedia?.('(prefers-color-scheme: dark)').addEventListener?.('change', () => this.rebuild());
   }
+
+  /** Stroke width of the series (present mode sets 3). */
+  get lineWidth() { return this._lineWidth; }
+  set lineWidth(w) { this._lineWidth = w; this.rebuild(); }
 
   clear() {
     this.epochs = [];
@@ -37,7 +52,10 @@ export class LineChart {
       const e = r[ie];
       if (this.epochs.length && e <= this.epochs[this.epochs.length - 1]) this.clear();
       this.epochs.push(e);
-      idx.forEach((i, k) => this.values[k].push(i >= 0 ? r[i] : null));
+      idx.forEach((i, k) => {
+        const v = i >= 0 ? r[i] : null;
+        this.values[k].push(v != null && Number.isFinite(v) ? v : null);
+      });
     }
     if (this.epochs.length > MAX_POINTS) {
       // keep every other point of the older half
@@ -48,113 +66,102 @@ export class LineChart {
     if (rows.length) this.dirty = true;
   }
 
-  geometry() {
-    const c = this.canvas;
-    const dpr = window.devicePixelRatio || 1;
-    const cw = Math.max(50, c.clientWidth), ch = Math.max(30, c.clientHeight);
-    if (c.width !== Math.round(cw * dpr) || c.height !== Math.round(ch * dpr)) {
-      c.width = Math.round(cw * dpr);
-      c.height = Math.round(ch * dpr);
-    }
-    const font = ch < 50 ? 9 : 10;
-    return { dpr, W: cw, H: ch, font, left: 34, right: 6, top: 5, bottom: font + 6 };
-  }
-
-  range() {
-    let lo = Infinity, hi = -Infinity;
-    for (const s of this.values) for (const v of s) if (v != null && Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-    if (!Number.isFinite(hi)) { lo = 0; hi = 1; }
+  /** The y range: the data's, widened to include yMin / yMax. */
+  range(lo, hi) {
+    if (lo == null || !Number.isFinite(lo)) { lo = 0; hi = 1; }
     if (this.yMin != null) lo = Math.min(this.yMin, lo);
     if (this.yMax != null) hi = Math.max(this.yMax, hi);
     if (hi - lo < 1e-12) hi = lo + (Math.abs(lo) || 1);
     return [lo, hi];
   }
 
-  draw() {
-    if (!this.dirty) return;
-    this.dirty = false;
-    const c = this.canvas, ctx = c.getContext('2d');
-    if (!c.clientWidth) return;
-    const g = this.geometry();
-    ctx.setTransform(g.dpr, 0, 0, g.dpr, 0, 0);
-    ctx.clearRect(0, 0, g.W, g.H);
-    const n = this.epochs.length;
-    const [lo, hi] = this.range();
-    const e0 = n ? this.epochs[0] : 0, e1 = n > 1 ? this.epochs[n - 1] : e0 + 1;
-    const pw = g.W - g.left - g.right, ph = g.H - g.top - g.bottom;
-    const x = (e) => g.left + (e - e0) / Math.max(1e-9, e1 - e0) * pw;
-    const y = (v) => g.top + ph - (Math.max(lo, Math.min(hi, v)) - lo) / (hi - lo) * ph;
-    this.map = { x, e0, e1, g, pw };
-    // axes
-    ctx.strokeStyle = '#bbb';
-    ctx.lineWidth = 1;
-    ctx.beginPath();
-    ctx.moveTo(g.left + 0.5, g.top);
-    ctx.lineTo(g.left + 0.5, g.top + ph + 0.5);
-    ctx.lineTo(g.left + pw, g.top + ph + 0.5);
-    ctx.stroke();
-    ctx.fillStyle = '#666';
-    ctx.font = `${g.font}px Helvetica, Arial, sans-serif`;
-    ctx.textAlign = 'right';
-    ctx.textBaseline = 'top';
-    ctx.fillText(niceNum(hi), g.left - 4, g.top - 1);
-    ctx.textBaseline = 'bottom';
-    ctx.fillText(niceNum(lo), g.left - 4, g.top + ph + 1);
-    ctx.textBaseline = 'top';
-    ctx.textAlign = 'left';
-    ctx.fillText(String(Math.round(e0)), g.left, g.top + ph + 3);
-    ctx.textAlign = 'right';
-    ctx.fillText(n > 1 ? `${Math.round(e1)} epochs` : 'epochs', g.left + pw, g.top + ph + 3);
-    if (n < 2) return;
-    this.series.forEach((s, k) => {
-      const vals = this.values[k];
-      ctx.beginPath();
-      let started = false;
-      for (let i = 0; i < n; i++) {
-        const v = vals[i];
-        if (v == null || !Number.isFinite(v)) { started = false; continue; }
-        if (!started) { ctx.moveTo(x(this.epochs[i]), y(v)); started = true; } else ctx.lineTo(x(this.epochs[i]), y(v));
-      }
-      ctx.strokeStyle = s.colour;
-      ctx.lineWidth = this.lineWidth;
-      ctx.stroke();
-    });
-    if (this.hover != null && this.hover < n) {
-      const hx = x(this.epochs[this.hover]);
-      ctx.strokeStyle = 'rgba(0,0,0,.35)';
-      ctx.lineWidth = 1;
-      ctx.beginPath();
-      ctx.moveTo(hx, g.top);
-      ctx.lineTo(hx, g.top + ph);
-      ctx.stroke();
-    }
+  options(width, height) {
+    const el = this.el;
+    const ink = resolve(el, '--ink', '#222');
+    const muted = resolve(el, '--muted', '#666');
+    const line = resolve(el, '--line', '#ddd');
+    const px = this.present ? 15 : height < 70 ? 10 : 11;
+    const font = `${px}px Helvetica, Arial, sans-serif`;
+    const axis = { stroke: muted, font, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1, size: 3 } };
+    return {
+      width, height,
+      legend: { show: true, live: true, markers: { width: 0 }, mount: (u, tbl) => { tbl.classList.add('chart-tip'); tbl.hidden = true; el.append(tbl); } },
+      cursor: { y: false, drag: { x: false, y: false, setScale: false }, points: { size: this.present ? 10 : 6 } },
+      select: { show: false },
+      scales: { x: { time: false }, y: { range: (u, lo, hi) => this.range(lo, hi) } },
+      axes: [
+        { ...axis, size: px + 10, space: px * 5, values: (u, splits) => splits.map((v) => String(Math.round(v))) },
+        // a short chart labels its range's ends (too few pixels for evenly spaced ticks)
+        { ...axis, size: px * 3.2 + 4, space: px * 2.2, values: (u, splits) => splits.map((v) => this.tick(v)),
+          ...(height < 100 ? { splits: (u, i, lo, hi) => [lo, hi] } : {}) },
+      ],
+      series: [
+        { label: 'epoch', value: (u, v) => (v == null ? '–' : String(v)) },
+        ...this.series.map((s) => ({
+          label: s.label, stroke: resolve(el, s.colour, ink), width: this._lineWidth, points: { show: false },
+          spanGaps: false, value: (u, v) => (v == null ? '–' : this.format(v)),
+        })),
+      ],
+      hooks: { setCursor: [(u) => this.placeTip(u)] },
+    };
   }
 
-  onMove(ev) {
-    const n = this.epochs.length;
-    if (n < 2 || !this.map) return;
-    const r = this.canvas.getBoundingClientRect();
-    const { e0, e1, g, pw } = this.map;
-    const e = e0 + (ev.clientX - r.left - g.left) / pw * (e1 - e0);
-    let best = 0;
-    for (let i = 1; i < n; i++) if (Math.abs(this.epochs[i] - e) < Math.abs(this.epochs[best] - e)) best = i;
-    this.hover = best;
-    const parts = [`epoch ${this.epochs[best]}`];
-    this.series.forEach((s, k) => {
-      const v = this.values[k][best];
-      parts.push(`${s.label} ${v == null ? '–' : this.format(v)}`);
-    });
-    this.tip.textContent = parts.join(' · ');
-    this.tip.hidden = false;
-    this.tip.style.left = `${Math.min(window.innerWidth - this.tip.offsetWidth - 4, ev.clientX + 12) + window.scrollX}px`;
-    this.tip.style.top = `${ev.clientY - 30 + window.scrollY}px`;
-    this.dirty = true;
-    this.draw();
+  /** Show the live legend beside the cursor while it is over the plot. */
+  placeTip(u) {
+    const tip = u.root.querySelector('.chart-tip') || this.el.querySelector('.chart-tip');
+    if (!tip) return;
+    const { left, top, idx } = u.cursor;
+    if (idx == null || left == null || left < 0) { tip.hidden = true; return; }
+    tip.hidden = false;
+    const ox = u.over.offsetLeft, oy = u.over.offsetTop;
+    const w = tip.offsetWidth;
+    let x = left < u.over.clientWidth / 2 ? ox + left + 12 : ox + left - w - 12;
+    // keep it inside the window (charts in the side column are narrower than the tip)
+    const box = this.el.getBoundingClientRect();
+    x = Math.max(4 - box.left, Math.min(document.documentElement.clientWidth - 4 - box.left - w, x));
+    tip.style.left = `${x}px`;
+    tip.style.top = `${oy + Math.min(top, u.over.clientHeight) - tip.offsetHeight - 8}px`;
+  }
+
+  size() {
+    return [Math.floor(this.el.clientWidth), Math.floor(this.el.clientHeight)];
+  }
+
+  resize() {
+    const [w, h] = this.size();
+    if (w < 50 || h < 30) return;
+    if (!this.u) { this.build(); return; }
+    if (w !== this.u.width || h !== this.u.height) this.u.setSize({ width: w, height: h });
+  }
+
+  build() {
+    const [w, h] = this.size();
+    if (w < 50 || h < 30) return;
+    this.u = new uPlot(this.options(w, h), this.data(), this.el);
+    this.dirty = false;
+  }
+
+  rebuild() {
+    if (!this.u) return;
+    this.u.destroy();
+    this.u = null;
+    this.build();
+  }
+
+  data() {
+    return [this.epochs, ...this.values];
+  }
+
+  draw() {
+    if (!this.u) this.build();
+    if (!this.dirty || !this.u) return;
+    this.dirty = false;
+    this.u.setData(this.data());
   }
 }
 
 export class LossChart extends LineChart {
-  constructor(canvas) {
-    super(canvas, { series: [{ field: 'train_loss', label: 'train', colour: '#9a9a9a' }, { field: 'test_loss', label: 'test', colour: '#111' }] });
+  constructor(el) {
+    super(el, { series: [{ field: 'train_loss', label: 'train', colour: '--chart-train' }, { field: 'test_loss', label: 'test', colour: '--chart-test' }] });
   }
 }

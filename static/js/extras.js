@@ -6,6 +6,7 @@ import { LossChart, LineChart } from './chart.js';
 import { toCSV, download, parseCSV } from './csvdata.js';
 import { ShareDialog } from './share.js';
 import { setPalette } from './palette.js';
+import { forwardKeys } from './embed.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -19,20 +20,25 @@ export function setupExtras(ctx) {
   const charts = [
     new LossChart($('chart')),
     new LineChart($('acc-chart'), {
-      series: [{ field: 'train_accuracy', label: 'train', colour: '#9a9a9a' }, { field: 'test_accuracy', label: 'test', colour: '#111' }],
-      format: (v) => `${(v * 100).toFixed(1)}%`, yMin: 0, yMax: 1,
+      series: [{ field: 'train_accuracy', label: 'train', colour: '--chart-train' }, { field: 'test_accuracy', label: 'test', colour: '--chart-test' }],
+      format: (v) => `${(v * 100).toFixed(1)}%`, tick: (v) => `${Math.round(v * 100)}%`, yMin: 0, yMax: 1,
     }),
     new LineChart($('lr-chart'), {
-      series: [{ field: 'learning_rate', label: 'learning rate', colour: '#0877bd' }],
+      series: [{ field: 'learning_rate', label: 'learning rate', colour: '--blue' }],
       format: (v) => v.toPrecision(3), yMin: 0,
     }),
   ];
 
-  // speed
+  // speed: a page setting kept in the URL (view.speed); the server is told on every (re)connect
+  const speedOf = () => ctx.view.speed ?? 'auto';
+  const sendSpeed = () => ctx.send({ type: 'speed', epochs_per_frame: speedOf() });
   $('speed').addEventListener('change', (e) => {
     const v = e.target.value;
-    ctx.send({ type: 'speed', epochs_per_frame: v === 'auto' ? 'auto' : Number(v) });
+    ctx.setView('speed', v === 'auto' ? 'auto' : Number(v));
+    sendSpeed();
   });
+
+  if (document.body.classList.contains('embed')) forwardKeys();
 
   // CSV
   $('csv-download').addEventListener('click', () => {
@@ -90,10 +96,12 @@ export function setupExtras(ctx) {
       syncBatch();
     },
     onState(msg) {
-      if (msg.speed != null) $('speed').value = String(msg.speed);
       if (msg.server?.chunk) {
         for (const o of $('speed').options) o.disabled = o.value !== 'auto' && Number(o.value) > msg.server.chunk;
       }
+      // the page's speed wins: a fresh (or restarted) server session starts at 'auto'
+      if (app.awaitingFirstState && String(msg.speed) !== String(speedOf())) sendSpeed();
+      $('speed').value = String(speedOf());
     },
     onFrame(h) {
       if (h.history?.length) for (const c of charts) c.add(h.history, app.historyFields);

@@ -53,6 +53,8 @@ const socket = new Socket({
   onMessage: handleMessage,
   onFrame: handleFrame,
   onClose({ code, reason, retryIn }) {
+    // a restarted server's session starts paused: resume it (not after an idle close)
+    if (app.connected) app.resume = app.playing && code !== 1000;
     app.connected = false;
     app.closeInfo = { code, reason, retryIn, at: performance.now() };
     room?.onClose();
@@ -175,6 +177,8 @@ function handleMessage(msg) {
         const hashCfg = readHash().config;
         if (Object.keys(hashCfg).length) socket.send({ type: 'config', config: hashCfg });
         room?.onOpen(); // join after restoring the page's own settings: a reconnect keeps them under locks
+        if (app.resume && !msg.playing) { socket.send({ type: 'play' }); app.playing = true; }
+        app.resume = false;
       } else {
         writeHash(app.cfg, view);
       }
@@ -189,7 +193,7 @@ function handleMessage(msg) {
       renderStatus();
       break;
     case 'error':
-      showError(msg.message);
+      showError(msg.messages?.length ? msg.messages.join('; ') : msg.message);
       if (room?.onError(msg)) break; // a refused join changed no config
       app.inFlight = Math.max(0, app.inFlight - 1);
       if (app.serverCfg && app.inFlight === 0) {

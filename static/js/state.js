@@ -1,6 +1,6 @@
 // URL hash <-> config: ONE declarative table. Keys are readable (camelCase), values short.
 //   #dataset=spiral&layers=4,2&activation=tanh&learningRate=0.03&regularization=L2&regularizationRate=0.001
-// View-only keys (showTest, discretize) and flags (embed, present, <key>_hide) live beside them.
+// View-only keys (showTest, discretize, view, speed) and flags (embed, present, <key>_hide) live beside them.
 
 const num = { parse: Number, fmt: (v) => String(v) };
 const int = { parse: (s) => parseInt(s, 10), fmt: (v) => String(v) };
@@ -81,7 +81,11 @@ export const HASH_FIELDS = [
   aug('flipX1', 'flip_x1', bool, false),
   aug('flipX2', 'flip_x2', bool, false),
   plain('classRatio', 'class_ratio', num, null),
-  { key: 'classWeight', ...str, get: (c) => (c.class_weight === 'balanced' ? 'balanced' : undefined), set: (c, v) => { if (v === 'balanced') c.class_weight = v; } },
+  {
+    // 'balanced' or one weight per class: classWeight=1,2.5
+    key: 'classWeight', parse: (s) => (s === 'balanced' ? s : s.split(',').map(Number)), fmt: (v) => (Array.isArray(v) ? v.join(',') : v),
+    get: (c) => c.class_weight ?? undefined, set: (c, v) => { c.class_weight = v; },
+  },
 ];
 
 /** View-only keys (not config): booleans, and the teaching view's name (`view=backprop`). */
@@ -90,6 +94,8 @@ export const VIEW_FIELDS = [
   { key: 'discretize', ...bool },
   { key: 'cbPalette', ...bool },
   { key: 'view', ...str, omit: 'playground' },
+  // epochs per frame (sent as the `speed` message, not config): 'auto' or 1..32
+  { key: 'speed', parse: (s) => (s === 'auto' ? 'auto' : parseInt(s, 10)), fmt: (v) => String(v), omit: 'auto' },
 ];
 export const VIEW_KEYS = VIEW_FIELDS.map((f) => f.key);
 export const FLAG_KEYS = ['embed', 'present'];
@@ -123,7 +129,11 @@ export function readHash(hash = location.hash) {
   }
   finish(config);
   const view = {};
-  for (const f of VIEW_FIELDS) if (params.has(f.key)) view[f.key] = f.parse(params.get(f.key));
+  for (const f of VIEW_FIELDS) {
+    if (!params.has(f.key)) continue;
+    const v = f.parse(params.get(f.key));
+    if (!(typeof v === 'number' && Number.isNaN(v))) view[f.key] = v;
+  }
   const flags = {};
   for (const k of FLAG_KEYS) flags[k] = params.get(k) === '1' || params.get(k) === 'true';
   const hidden = new Set();

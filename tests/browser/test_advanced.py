@@ -156,7 +156,8 @@ def test_reconnects_after_idle_close(page_factory):
     page.evaluate("window.__nnplay_socket_close_for_test()")
     expect(page.get_by_role("status")).to_contain_text("reconnecting", timeout=5000)
     expect(page.get_by_role("status")).to_have_text("paused", timeout=15000)
-    assert last_config(page)["dataset"] == "xor"
+    # the new session's first state has the server's defaults; the URL's config follows it
+    wait_config(page, "c.dataset === 'xor'")
 
 
 def test_screenshots(page_factory, artifacts):
