@@ -29,7 +29,7 @@ from core.metrics import names as metric_names
 from core.model import D, K, Arch, Norm, Params, forward, init_params
 from core.optim import OptHyper
 from core.train import (
-    Data, Flags, Hyper, Reg, Task, TrainState, frame, host_features, padded_features, predict, train_chunk,
+    Data, Flags, Hyper, Reg, Task, TrainState, frame, padded_features, predict, train_chunk,
 )
 
 log = logging.getLogger("nnplay.engine")
@@ -91,8 +91,7 @@ def pad_points(n_max: int, split: datasets.Split) -> Data:
         return out
 
     x_train, x_test = pad(split.x_train, n_max), pad(split.x_test, n_max)
-    return Data(x_train, pad(split.y_train, n_max), x_test, pad(split.y_test, n_max),
-                host_features(x_train), host_features(x_test))
+    return Data(x_train, pad(split.y_train, n_max), x_test, pad(split.y_test, n_max))
 
 
 def class_weights(cfg: Config, split: datasets.Split) -> np.ndarray:
@@ -334,6 +333,11 @@ def _source_key() -> str:
     return h.hexdigest()[:16]
 
 
+def _dtype(x) -> str:
+    """dtype of an argument without copying a device array to the host."""
+    return x.dtype.str if hasattr(x, "dtype") else np.asarray(x).dtype.str
+
+
 class _Exportable:
     """A jitted function whose traced program is exported once (``jax.export``) and stored
     beside the compilation cache. Later processes load it instead of tracing the padded
@@ -349,7 +353,7 @@ class _Exportable:
         if not directory:
             return self.fn(*args)
         leaves, treedef = jax.tree.flatten(args)
-        sig = (treedef, tuple((np.shape(x), np.asarray(x).dtype.str) for x in leaves))
+        sig = (treedef, tuple((np.shape(x), _dtype(x)) for x in leaves))
         if sig not in self._calls:
             try:
                 call = self._load(Path(directory), leaves, treedef)
@@ -359,8 +363,14 @@ class _Exportable:
             self._calls[sig] = (call, self.out_structure(args))
         call, out = self._calls[sig]
         # Host arrays and device arrays must look alike to the exported call (it has fixed
-        # shardings): put every argument on the device, committed, as its outputs are.
-        leaves = jax.device_put(leaves, jax.devices()[0])
+        # shardings): every argument goes on the device committed, as its outputs are. Only
+        # the ones not already there are put, in one call (a put per leaf costs more than a
+        # small network's frame).
+        host = [i for i, x in enumerate(leaves) if not (isinstance(x, jax.Array) and x.committed)]
+        if host:
+            put = jax.device_put([leaves[i] for i in host], jax.devices()[0])
+            for i, x in zip(host, put):
+                leaves[i] = x
         return jax.tree.unflatten(out, call(*leaves))
 
     def _load(self, directory: Path, leaves, treedef):

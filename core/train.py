@@ -73,13 +73,18 @@ class Data(NamedTuple):
     y_train: jax.Array  # (N,)
     x_test: jax.Array  # (N, 2)
     y_test: jax.Array  # (N,)
-    f_train: jax.Array  # (N, D) padded features of x_train, computed once on the host
-    f_test: jax.Array  # (N, D)
+    # (N, D) padded features: None on the host (not transferred), filled in once per compiled
+    # call by ``with_features`` rather than per epoch (XLA's sin costs more than a small layer).
+    f_train: jax.Array | None = None
+    f_test: jax.Array | None = None
+
+
+def with_features(data: Data) -> Data:
+    return data._replace(f_train=padded_features(data.x_train), f_test=padded_features(data.x_test))
 
 
 def host_features(x: np.ndarray) -> np.ndarray:
-    """(n, 2) -> (n, D) padded features in float64 NumPy, then float32: XLA's sin costs more
-    per epoch than a small network's forward pass, and the data only change on regenerate."""
+    """(n, 2) -> (n, D) padded features in float64 NumPy, then float32 (constant grids)."""
     f = features(np.asarray(x, np.float64))
     return np.concatenate([f, np.zeros((len(f), D - f.shape[1]))], 1).astype(np.float32)
 
@@ -263,6 +268,7 @@ def train_chunk(
     ``n_epochs``, ``depth`` and ``every`` are shared by all sessions of a batched call, so the
     conditionals on them stay real branches under ``vmap`` (skipped work costs nothing)."""
     M = len(names(n_layers))
+    data = with_features(data)
 
     def step(state, i):
         # Only shared values decide the branch; a session that stopped or diverged computes
@@ -316,6 +322,7 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, *, n_la
     (value mapped from [-1, 1]), and the current metrics row."""
     task = hyper.task
     big, small = _grid_features(GRID), _grid_features(NEURON_GRID)  # constants, not recomputed
+    data = with_features(data)
     G = NEURON_GRID
 
     def for_depth(d):
@@ -327,17 +334,14 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, *, n_la
             cls = predicted_class(out, task.out_act).astype(jnp.uint8).reshape(GRID, GRID)
             _, hidden, _ = forward(state.params, small, hyper.arch, d, norm=state.norm)
             neurons = [quantise(h.T, -1.0, 1.0).reshape(D, G, G) for h in hidden]
-            unused = quantise(jnp.zeros((D, G, G)), -1.0, 1.0)  # layer slots past the depth
-            grids = jnp.stack(neurons + [unused] * (n_layers - d)) if n_layers else jnp.zeros((0, D, G, G), jnp.uint8)
+            grids = jnp.stack(neurons) if n_layers else jnp.zeros((0, D, G, G), jnp.uint8)
             m = _metrics(state, data, hyper, d)
             row = _row(m, state, optim.schedule(jnp.maximum(state.epoch - 1, 0), hyper.opt), state.grad_norm, hyper, d)
             return jnp.stack([value, cls]), grids, row
 
         return run
 
-    # One branch per depth, each built for exactly its layers: a traced depth would run a
-    # conditional per layer slot, and on 10,000 grid rows those cost more than the layers.
-    return lax.switch(jnp.clip(depth, 0, n_layers), [for_depth(d) for d in range(n_layers + 1)], state)
+    return for_depth(depth)(state)
 
 
 def predict(params: Params, norm: Norm, x: jax.Array, hyper: Hyper, depth: int) -> jax.Array:
