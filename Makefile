@@ -27,6 +27,14 @@ $(TEST_STAMP): pyproject.toml $(STAMP)
 	  echo "installing Debian's redis-server for the classroom tests (started and stopped by the tests)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) || \
 	  (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server); }
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
+	  echo "installing Debian's postgresql for the rooms store tests (they start a throwaway cluster;"; \
+	  echo "no main cluster is created, so the system service has nothing to start)"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common && \
+	  $$SUDO pg_conftool /etc/postgresql-common/createcluster.conf set create_main_cluster false && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 	touch $@
 
 install: $(STAMP)

@@ -7,6 +7,7 @@ records its number in ``schema_version``; running them again is a no-op.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,6 +15,7 @@ from typing import Callable
 from sqlalchemy import (JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, create_engine,
                         delete, event, func, insert, select, text, update)
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 # The latest schema, for queries (the migrations below build it; never ``create_all``).
 meta = MetaData()
@@ -116,13 +118,19 @@ class Store:
     def _sqlite_transactions(self) -> None:
         """pysqlite commits DDL on its own and begins lazily; take over so a migration is one
         transaction, and "immediate" transactions (migrations, the member cap) take the write
-        lock first: two workers starting at once then migrate one after the other."""
+        lock first: two workers starting at once then migrate one after the other. WAL is kept
+        in the file; switching to it fails at once (no busy wait) while another connection
+        writes, and that connection or a later one switches it."""
 
         @event.listens_for(self.engine, "connect")
         def _connect(dbapi, _record):
             dbapi.isolation_level = None
-            dbapi.execute("PRAGMA journal_mode=WAL")
             dbapi.execute("PRAGMA busy_timeout=30000")
+            if dbapi.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                try:
+                    dbapi.execute("PRAGMA journal_mode=WAL")
+                except sqlite3.OperationalError:
+                    pass
 
         @event.listens_for(self.engine, "begin")
         def _begin(conn):
@@ -136,6 +144,13 @@ class Store:
     def version(self) -> int:
         with self.engine.connect() as c:
             return self._version(c)
+
+    @staticmethod
+    def _lock_room(c: Connection, code: str) -> None:
+        """Serialise writers to one room for the rest of the transaction. SQLite's immediate
+        transaction already holds the database's write lock (and renders no FOR UPDATE);
+        PostgreSQL's read-committed transactions would otherwise both count, then both insert."""
+        c.execute(select(rooms.c.code).where(rooms.c.code == code).with_for_update())
 
     @staticmethod
     def _version(c: Connection) -> int:
@@ -165,18 +180,21 @@ class Store:
     def create_room(self, code: str, token_hash: str, title: str, ttl_s: float) -> dict | None:
         """The new room, or None if the code is taken (by a room not yet expired)."""
         now = self.clock()
-        with self.engine.connect() as c:
-            c.execution_options(immediate=True)
-            with c.begin():
-                old = c.execute(select(rooms.c.expires_at).where(rooms.c.code == code)).first()
-                if old is not None:
-                    if old.expires_at > now:
-                        return None
-                    self._delete(c, code)
-                self._purge_expired(c, now)
-                c.execute(insert(rooms).values(code=code, token_hash=token_hash, title=title, created_at=now,
-                                               expires_at=now + ttl_s, locks=[], pushed=None, challenge=None,
-                                               leaderboard_revealed=False, hide_names=False))
+        try:
+            with self.engine.connect() as c:
+                c.execution_options(immediate=True)
+                with c.begin():
+                    old = c.execute(select(rooms.c.expires_at).where(rooms.c.code == code)).first()
+                    if old is not None:
+                        if old.expires_at > now:
+                            return None
+                        self._delete(c, code)
+                    self._purge_expired(c, now)
+                    c.execute(insert(rooms).values(code=code, token_hash=token_hash, title=title, created_at=now,
+                                                   expires_at=now + ttl_s, locks=[], pushed=None, challenge=None,
+                                                   leaderboard_revealed=False, hide_names=False))
+        except IntegrityError:  # PostgreSQL: another worker took the same code a moment ago
+            return None
         return self.get_room(code)
 
     def get_room(self, code: str) -> dict | None:
@@ -203,7 +221,9 @@ class Store:
         c.execute(delete(rooms).where(rooms.c.code == code))
 
     def _purge_expired(self, c: Connection, now: float) -> None:
-        for (code,) in c.execute(select(rooms.c.code).where(rooms.c.expires_at <= now)).all():
+        # in code order, so two purges on PostgreSQL lock rows in the same order (no deadlock)
+        q = select(rooms.c.code).where(rooms.c.expires_at <= now).order_by(rooms.c.code)
+        for (code,) in c.execute(q).all():
             self._delete(c, code)
 
     # --- members -----------------------------------------------------------------------
@@ -215,6 +235,7 @@ class Store:
         with self.engine.connect() as c:
             c.execution_options(immediate=True)
             with c.begin():
+                self._lock_room(c, room)
                 n = self._count(c, room, now - active_s)
                 if n >= cap:
                     raise Full(cap)
@@ -263,6 +284,7 @@ class Store:
         with self.engine.connect() as c:
             c.execution_options(immediate=True)
             with c.begin():
+                self._lock_room(c, room)
                 old = c.execute(select(results.c.id, results.c.params).where(*where)).first()
                 if old is None:
                     c.execute(insert(results).values(room=room, challenge_id=challenge_id, member_id=member_id,

@@ -1,52 +1,134 @@
-"""Rooms persistence: migrations, tokens stored hashed, rate limits and names (no app needed)."""
+"""Rooms persistence: migrations, tokens stored hashed, rate limits and names (no app needed).
+
+The store checks run on SQLite and on a real PostgreSQL server (started by the ``postgres``
+fixture in conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, inspect, text
 
 from app.rooms import tokens
 from app.rooms.limits import NAME_MAX, RateLimiter, clean_name
 from app.rooms.store import LATEST, Full, Store
 
 
-@pytest.fixture
-def url(tmp_path):
-    return f"sqlite:///{tmp_path / 'rooms.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    """The same store checks on the embedded default and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'rooms.db'}"
+    return request.getfixturevalue("postgres").new_database()
 
 
-def columns(path, table):
-    with sqlite3.connect(path) as c:
-        return [r[1] for r in c.execute(f"PRAGMA table_info({table})")]
+def schema(url) -> dict:
+    """Tables, columns (in order, with types and defaults) and indexes, as the database reports them."""
+    engine = create_engine(url)
+    try:
+        db = inspect(engine)
+        return {t: ([(c["name"], str(c["type"]), c["nullable"], str(c.get("default"))) for c in db.get_columns(t)],
+                    sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in db.get_indexes(t)),
+                    db.get_pk_constraint(t)["constrained_columns"])
+                for t in sorted(db.get_table_names())}
+    finally:
+        engine.dispose()
 
 
-def test_migrate_from_v1_to_latest_and_rerun_is_noop(tmp_path, url):
+def versions(url) -> list:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return c.execute(text("SELECT version FROM schema_version")).all()
+    finally:
+        engine.dispose()
+
+
+def test_migrate_from_v1_to_latest_and_rerun_is_noop(url):
     s = Store(url)
     assert s.version() == 0
     assert s.migrate(to=1) == 1
-    path = tmp_path / "rooms.db"
-    assert "hide_names" not in columns(path, "rooms")
-    with sqlite3.connect(path) as c:
-        assert c.execute("SELECT name FROM sqlite_master WHERE name='results'").fetchone() is None
+    v1 = schema(url)
+    assert set(v1) == {"schema_version", "rooms", "members"}
+    assert "hide_names" not in [c[0] for c in v1["rooms"][0]]
     # a room written by version 1 survives the migration
     with s.engine.begin() as c:
         c.execute(text("INSERT INTO rooms (code, token_hash, title, created_at, expires_at, locks, "
-                       "leaderboard_revealed) VALUES ('ABCDEF', 'h', 'old', 1, 9e12, '[]', 0)"))
+                       "leaderboard_revealed) VALUES ('ABCDEF', 'h', 'old', 1, 9e12, '[]', FALSE)"))
     assert s.migrate() == LATEST == 2
-    assert "hide_names" in columns(path, "rooms")
-    assert columns(path, "results")[:4] == ["id", "room", "challenge_id", "member_id"]
+    latest = schema(url)
+    assert set(latest) == {"schema_version", "rooms", "members", "results"}
+    assert [c[0] for c in latest["rooms"][0]][-1] == "hide_names"
+    assert [c[0] for c in latest["results"][0]][:4] == ["id", "room", "challenge_id", "member_id"]
+    assert ("ix_members_room", ("room",), False) in latest["members"][1]
+    assert ("ix_results_room_challenge", ("room", "challenge_id"), False) in latest["results"][1]
     room = s.get_room("ABCDEF")
     assert room["title"] == "old" and room["hide_names"] is False and room["locks"] == []
-    with sqlite3.connect(path) as c:
-        schema = sorted(c.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall())
+    assert room["leaderboard_revealed"] is False and room["expires_at"] == 9e12
     assert s.migrate() == LATEST  # again: nothing to do, nothing changed
     assert Store(url).migrate() == LATEST  # another process starting later
-    with sqlite3.connect(path) as c:
-        assert sorted(c.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()) == schema
-        assert c.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert schema(url) == latest
+    assert versions(url) == [(2,)]
+    s.close()
+
+
+def test_stores_starting_together_migrate_once(url):
+    """Workers (or replicas) starting at once: each waits its turn, none fails, the schema is built once."""
+    stores = [Store(url) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+
+    def migrate(s):
+        start.wait()
+        return s.migrate()
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        assert list(pool.map(migrate, stores)) == [LATEST] * len(stores)
+    assert versions(url) == [(LATEST,)]
+    assert set(schema(url)) == {"schema_version", "rooms", "members", "results"}
+    for s in stores:
+        s.close()
+
+
+def test_member_cap_and_best_result_hold_under_concurrent_writes(url):
+    """Students joining at once never overfill a room; one member's results racing each other
+    leave one row, the best; a code is given to one new room only."""
+    s = Store(url)
+    s.migrate()
+    s.create_room("ABCDEF", "h", "t", ttl_s=60)
+    n, cap = 12, 3
+    start = threading.Barrier(n)
+
+    def join(i):
+        start.wait()
+        try:
+            return s.add_member("ABCDEF", f"m{i}", f"s{i}", cap=cap, active_s=90)
+        except Full:
+            return None
+
+    def record(params):
+        start.wait()
+        return s.record_result("ABCDEF", "c1", "m0", "s0", params, 0.1, 0.9, 10, 3.0, "params")
+
+    with ThreadPoolExecutor(n) as pool:
+        counts = list(pool.map(join, range(n)))
+        assert sorted(c for c in counts if c is not None) == [1, 2, 3]
+        assert s.count_members("ABCDEF", 90) == cap == len(s.list_members("ABCDEF", 90))
+        params = [30 + 7 * i % 13 for i in range(n)]  # all different
+        written = list(pool.map(record, params))
+    assert written[params.index(min(params))]
+    assert [r["params"] for r in s.results("ABCDEF", "c1")] == [min(params)]
+
+    def create(i):  # workers drawing the same new code at once: one gets it, the others retry
+        start.wait()
+        return s.create_room("QWERTY", f"h{i}", "t", ttl_s=60)
+
+    with ThreadPoolExecutor(n) as pool:
+        made = [r for r in pool.map(create, range(n)) if r is not None]
+    assert len(made) == 1 and s.get_room("QWERTY")["token_hash"] == made[0]["token_hash"]
+    s.close()
 
 
 def test_members_cap_expiry_and_results(url):
@@ -73,6 +155,7 @@ def test_members_cap_expiry_and_results(url):
     assert s.get_room("ABCDEF") is None
     assert s.create_room("ABCDEF", "h3", "new", ttl_s=60)["title"] == "new"
     assert s.results("ABCDEF", "c1") == [] and s.count_members("ABCDEF", 90) == 0
+    s.close()
 
 
 def test_tokens_are_random_hashed_and_compared_in_constant_time(monkeypatch):
