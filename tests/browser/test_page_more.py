@@ -121,6 +121,8 @@ def test_speed_round_trips_through_the_url(page_factory):
 
 def test_class_weights_per_class(page_factory):
     page = page_factory("dataset=blobs&classes=3")
+    # the session must have the URL's 3 classes before a per-class list is built from them
+    wait_until(page, "window.__nnplay_last_state?.config.classes === 3")
     page.get_by_text("Advanced", exact=True).click()
     weights = page.get_by_role("combobox", name="Class weights")
     expect(page.get_by_role("spinbutton", name="Class 0 weight")).to_be_hidden()
