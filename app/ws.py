@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import time
 from urllib.parse import urlsplit
 
@@ -150,7 +151,7 @@ def parse_message(text: str, session: Session, limits) -> Command:
             raise BadMessage(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {json.dumps(fmt)[:40]}")
         args["format"] = fmt
     elif kind == "join_room":
-        args["room"], args["name"] = msg.get("room"), msg.get("name")
+        args.update({k: msg.get(k) for k in ("room", "name", "member_id", "secret")})
     elif kind == "hidden":  # within the server's limits here; against the network in order, by the scheduler
         args.update(layer=_int(msg, "layer", 0, max(limits.max_layers - 1, 0)),
                     i=_int(msg, "i", 0, limits.max_units - 1), j=_int(msg, "j", 0, limits.max_units - 1))
@@ -293,7 +294,7 @@ async def room_command(cmd: Command, slot: RoomSlot, session: Session, app_state
         if cmd.kind == "leave_room":
             if cur is not None:
                 slot.member = None
-                await cur.stop()
+                await cur.stop(forget=True)
             send({"type": "room_left", "room": cur.code if cur else None})
             return
         if cur is not None and normalise_code(cmd.args["room"]) == cur.code:
@@ -305,7 +306,9 @@ async def room_command(cmd: Command, slot: RoomSlot, session: Session, app_state
             send({"type": "room_joined", "room": await rooms.public_state(room), "member_id": cur.member_id,
                   "name": cur.name, "worker": os.getpid()})
             return
-        room, member_id, name = await rooms.join(cmd.args["room"], cmd.args["name"], ip)
+        conn = secrets.token_hex(8)
+        room, member_id, name, secret = await rooms.join(cmd.args["room"], cmd.args["name"], ip, conn,
+                                                         cmd.args["member_id"], cmd.args["secret"])
         if cur is not None:
             slot.member = None
             await cur.stop()
@@ -314,11 +317,16 @@ async def room_command(cmd: Command, slot: RoomSlot, session: Session, app_state
             if slot.member is member:
                 slot.member = None
 
-        member = Membership(rooms, session, room, member_id, name, send, closed)
+        member = Membership(rooms, session, room, member_id, name, conn, send, closed)
         await member.start()
         slot.member = member
-        send({"type": "room_joined", "room": await rooms.public_state(room), "member_id": member_id, "name": name,
-              "worker": os.getpid()})
+        joined = {"type": "room_joined", "room": await rooms.public_state(room), "member_id": member_id,
+                  "name": name, "worker": os.getpid()}
+        if secret is not None:
+            joined["secret"] = secret
+        else:  # taken up again: the page keeps its secret and gets its result back
+            joined.update(rejoined=True, result=await rooms.own_result(room, member_id))
+        send(joined)
     except RoomError as err:
         app_state.metrics.errors.labels("room").inc()
         send({"type": "error", "of": cmd.kind, "message": err.message})

@@ -45,14 +45,15 @@ def b64(a: np.ndarray) -> str:
 
 
 class Membership:
-    def __init__(self, rooms: Rooms, session, room: dict, member_id: str, name: str,
+    def __init__(self, rooms: Rooms, session, room: dict, member_id: str, name: str, conn: str,
                  send: Callable[[dict], None], on_closed: Callable[[], None]):
         self.rooms, self.session = rooms, session
-        self.code, self.member_id, self.name = room["code"], member_id, name
+        self.code, self.member_id, self.name, self.conn = room["code"], member_id, name, conn
         self.send, self.on_closed = send, on_closed
         self.locks: list[str] = list(room["locks"])
         self.challenge: dict | None = room["challenge"]
         self.pushed: dict | None = room["pushed"]
+        self.revealed: bool = room["leaderboard_revealed"]
         self._pushed_cfg: Config | None = None
         self.best: tuple[str, int] | None = None  # (challenge id, params) last recorded
         self.spot_until = 0.0
@@ -71,8 +72,9 @@ class Membership:
         await hub.publish(dash_channel(self.code), {"type": "member_joined", "member_id": self.member_id,
                                                     "name": self.name})
 
-    async def stop(self, remove: bool = True) -> None:
-        """Leave: stop forwarding and reporting; ``remove`` deletes the member row."""
+    async def stop(self, remove: bool = True, forget: bool = False) -> None:
+        """Leave: stop forwarding and reporting. ``remove``: the member leaves the room (if
+        this connection still holds it), kept for a rejoin unless ``forget``."""
         self.session.watch = None
         for t in self.tasks:
             if t is not asyncio.current_task():
@@ -81,9 +83,9 @@ class Membership:
             s.close()
         if remove:
             try:
-                await asyncio.to_thread(self.rooms.store.remove_member, self.member_id)
-                await self.rooms.hub.publish(dash_channel(self.code), {"type": "member_left",
-                                                                       "member_id": self.member_id})
+                if await asyncio.to_thread(self.rooms.store.remove_member, self.member_id, self.conn, forget):
+                    await self.rooms.hub.publish(dash_channel(self.code), {"type": "member_left",
+                                                                           "member_id": self.member_id})
             except Exception:  # leaving must never break the session's own shutdown
                 log.exception("leaving room %s failed", self.code)
 
@@ -104,6 +106,8 @@ class Membership:
                 self.locks = list(msg["locks"])
             elif kind == "room_challenge":
                 self.challenge = msg["challenge"]
+            elif kind == "room_leaderboard":
+                self.revealed = bool(msg.get("revealed"))
             self.send(msg)
             if kind == "room_closed":
                 await self.stop(remove=False)
@@ -114,6 +118,13 @@ class Membership:
         async for msg in sub:
             if msg.get("type") == "spotlight":
                 self.spot_until = time.monotonic() + float(msg.get("ttl", 0))
+            elif msg.get("type") == "replaced" and msg.get("conn") != self.conn:
+                # the member joined again on another connection (a duplicated tab, or a
+                # reconnect while this socket still looked open): that one holds it now
+                await self.stop(remove=False)
+                self.on_closed()
+                self.send({"type": "room_left", "room": self.code, "reason": "replaced"})
+                return
 
     # --- locks -------------------------------------------------------------------------
 
@@ -181,6 +192,8 @@ class Membership:
         result = {"member_id": self.member_id, "name": self.name, "value": hit[hit["metric"]], **hit}
         self.send({"type": "room_result", "result": result})
         await self.rooms.hub.publish(dash_channel(self.code), {"type": "result", **result})
+        if self.revealed:
+            self.rooms.board_changed(self.code)
 
     # --- reports -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ calls run in a thread (``asyncio.to_thread``) so the event loop never waits on d
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import secrets
 import time
@@ -20,8 +21,11 @@ from app.rooms.hub import make_hub
 from app.rooms.limits import RateLimiter
 from app.rooms.store import Full, Store, database_url
 
+log = logging.getLogger("nnplay.rooms")
+
 ACTIVE_S = 90.0  # a member counts while seen this recently (sessions touch every TOUCH_S)
 TOUCH_S = 30.0
+BOARD_S = 0.5  # a revealed leaderboard is re-sent at most twice a second per room
 TITLE_MAX = 80
 METRICS = ("test_loss", "test_accuracy")
 RANK_BY = ("params", "time")
@@ -63,6 +67,9 @@ class Rooms:
         self.hub = make_hub(settings.redis_url)
         self.join_limit = RateLimiter(settings.room_join_rate, clock=monotonic)
         self.create_limit = RateLimiter(settings.room_create_rate, clock=monotonic)
+        self.monotonic = monotonic
+        self._board_due: dict[str, asyncio.Task] = {}
+        self._board_last: dict[str, float] = {}
         self.presets: list[dict] = []
         self.limits = settings.limits
 
@@ -237,12 +244,15 @@ class Rooms:
 
     # --- students ----------------------------------------------------------------------
 
-    async def join(self, code: object, name: object, ip: str) -> tuple[dict, str, str]:
-        """(room, member_id, clean name) or RoomError."""
+    async def join(self, code: object, name: object, ip: str, conn: str, member_id: object = None,
+                   secret: object = None) -> tuple[dict, str, str, str | None]:
+        """(room, member_id, clean name, secret) or RoomError. With the ``member_id`` and
+        ``secret`` of a member of this room, that member is taken up again (secret None: the
+        page keeps the one it has); without, or with a wrong one, a new member is made."""
         from app.rooms.limits import clean_name
 
         try:
-            name = clean_name(name)
+            name = clean_name(name) if name is not None else None
         except ValueError as err:
             raise RoomError(422, str(err)) from None
         wait = self.join_limit.take(ip)
@@ -250,13 +260,56 @@ class Rooms:
             raise RoomError(429, f"join rate limit: at most {self.join_limit.per_minute:g} joins per minute "
                                  f"from your address; try again in {math.ceil(wait)} s")
         room = await self.room(code)
-        member_id = secrets.token_urlsafe(9)
+        cap = self.settings.room_max_members
         try:
-            await asyncio.to_thread(self.store.add_member, room["code"], member_id, name,
-                                    self.settings.room_max_members, ACTIVE_S)
+            if isinstance(member_id, str) and isinstance(secret, str) and len(member_id) <= 32 and len(secret) <= 64:
+                again = await asyncio.to_thread(self.store.rejoin_member, room["code"], member_id, secret, name,
+                                                cap, ACTIVE_S, conn)
+                if again is not None:  # another connection that still holds this member lets go
+                    await self.hub.publish(member_channel(room["code"], member_id), {"type": "replaced", "conn": conn})
+                    return room, member_id, again[0], None
+            member_id, secret = secrets.token_urlsafe(9), tokens.new_token()
+            await asyncio.to_thread(self.store.add_member, room["code"], member_id, name or "", cap, ACTIVE_S,
+                                    tokens.hash_token(secret), conn)
         except Full:
-            raise RoomError(409, f"room is full ({self.settings.room_max_members})") from None
-        return room, member_id, name
+            raise RoomError(409, f"room is full ({cap})") from None
+        return room, member_id, name or "", secret
+
+    async def own_result(self, room: dict, member_id: str) -> dict | None:
+        """The member's recorded result in the current challenge, as ``room_result`` has it."""
+        ch = room["challenge"]
+        r = await asyncio.to_thread(self.store.member_result, room["code"], ch["id"], member_id) if ch else None
+        if r is None:
+            return None
+        return {"member_id": member_id, "name": r["name"], "value": r[ch["metric"]], "challenge_id": ch["id"],
+                "rank_by": ch["rank_by"], "metric": ch["metric"], "params": r["params"], "test_loss": r["test_loss"],
+                "test_accuracy": r["test_accuracy"], "epoch": r["epoch"], "seconds": r["seconds"]}
+
+    def board_changed(self, code: str) -> None:
+        """A result was written while the leaderboard is revealed: send the students the new
+        ranking, at most once per BOARD_S per room (a burst of results becomes one broadcast
+        now and one with the final ranking BOARD_S later)."""
+        if code not in self._board_due:
+            self._board_due[code] = asyncio.create_task(self._send_board(code))
+
+    async def _send_board(self, code: str) -> None:
+        try:
+            wait = self._board_last.get(code, -math.inf) + BOARD_S - self.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._board_last[code] = self.monotonic()
+            del self._board_due[code]  # a result written from here on schedules the next broadcast
+            if len(self._board_last) > 1000:
+                old = self.monotonic() - BOARD_S
+                self._board_last = {k: t for k, t in self._board_last.items() if t > old}
+            room = await asyncio.to_thread(self.store.get_room, code)
+            if room is not None and room["leaderboard_revealed"]:
+                await self.hub.publish(room_channel(code), {"type": "room_leaderboard", "revealed": True,
+                                                            "leaderboard": await self.leaderboard(room)})
+        except Exception:
+            if self._board_due.get(code) is asyncio.current_task():
+                del self._board_due[code]
+            log.exception("leaderboard broadcast for room %s failed", code)
 
 
 def rank(rows: list[dict], ch: dict, hide_names: bool) -> list[dict]:

@@ -17,6 +17,8 @@ from sqlalchemy import (JSON, Boolean, Column, Float, Index, Integer, MetaData, 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from app.rooms.tokens import token_matches
+
 # The latest schema, for queries (the migrations below build it; never ``create_all``).
 meta = MetaData()
 schema_version = Table("schema_version", meta, Column("version", Integer, nullable=False))
@@ -41,6 +43,8 @@ members = Table(
     Column("name", String(64), nullable=False, default=""),
     Column("joined_at", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
+    Column("secret_hash", String(64), nullable=True),
+    Column("conn", String(32), nullable=True),
 )
 
 
@@ -90,7 +94,14 @@ def _v2(conn: Connection) -> None:
     m.create_all(conn)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    """Members keep a hashed secret (to take themselves up again after a reconnect) and the
+    connection that holds them (so a stale connection's leave cannot drop a rejoined member)."""
+    conn.execute(text("ALTER TABLE members ADD COLUMN secret_hash VARCHAR(64)"))
+    conn.execute(text("ALTER TABLE members ADD COLUMN conn VARCHAR(32)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 LATEST = len(MIGRATIONS)
 
 
@@ -228,7 +239,8 @@ class Store:
 
     # --- members -----------------------------------------------------------------------
 
-    def add_member(self, room: str, member_id: str, name: str, cap: int, active_s: float) -> int:
+    def add_member(self, room: str, member_id: str, name: str, cap: int, active_s: float,
+                   secret_hash: str | None = None, conn: str | None = None) -> int:
         """Insert a member unless the room holds ``cap`` active ones (raises Full); returns
         the count including the new member."""
         now = self.clock()
@@ -240,8 +252,33 @@ class Store:
                 if n >= cap:
                     raise Full(cap)
                 c.execute(insert(members).values(room=room, member_id=member_id, name=name, joined_at=now,
-                                                 last_seen=now))
+                                                 last_seen=now, secret_hash=secret_hash, conn=conn))
         return n + 1
+
+    def rejoin_member(self, room: str, member_id: str, secret: str, name: str | None, cap: int, active_s: float,
+                      conn: str) -> tuple[str, int] | None:
+        """Take up ``member_id`` of ``room`` again if ``secret`` is its secret: the connection
+        becomes ``conn``, the name changes unless None, results stay. Returns (name, active
+        count) or None if there is no such member or the secret is wrong; raises Full (the
+        member itself is not counted twice)."""
+        now = self.clock()
+        with self.engine.connect() as c:
+            c.execution_options(immediate=True)
+            with c.begin():
+                self._lock_room(c, room)
+                row = c.execute(select(members.c.name, members.c.secret_hash)
+                                .where(members.c.room == room, members.c.member_id == member_id)).first()
+                if row is None or not row.secret_hash or not token_matches(secret, row.secret_hash):
+                    return None
+                q = select(func.count()).select_from(members).where(
+                    members.c.room == room, members.c.last_seen > now - active_s, members.c.member_id != member_id)
+                n = c.execute(q).scalar() or 0
+                if n >= cap:
+                    raise Full(cap)
+                name = row.name if name is None else name
+                c.execute(update(members).where(members.c.room == room, members.c.member_id == member_id)
+                          .values(name=name, last_seen=now, conn=conn))
+        return name, n + 1
 
     def touch_member(self, member_id: str) -> None:
         with self.engine.begin() as c:
@@ -251,9 +288,22 @@ class Store:
         with self.engine.begin() as c:
             c.execute(update(members).where(members.c.member_id == member_id).values(name=name, last_seen=self.clock()))
 
-    def remove_member(self, member_id: str) -> None:
+    def remove_member(self, member_id: str, conn: str | None = None, forget: bool = True) -> bool:
+        """The member leaves: ``forget`` deletes it, else it is kept (inactive, its secret still
+        valid) for a rejoin. With ``conn``, only if that connection still holds the member.
+        True if it left."""
+        where = [members.c.member_id == member_id] + ([members.c.conn == conn] if conn is not None else [])
         with self.engine.begin() as c:
-            c.execute(delete(members).where(members.c.member_id == member_id))
+            if forget:
+                return c.execute(delete(members).where(*where)).rowcount > 0
+            return c.execute(update(members).where(*where).values(last_seen=0.0, conn=None)).rowcount > 0
+
+    def member_result(self, room: str, challenge_id: str, member_id: str) -> dict | None:
+        q = select(results).where(results.c.room == room, results.c.challenge_id == challenge_id,
+                                  results.c.member_id == member_id)
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
 
     def count_members(self, room: str, active_s: float) -> int:
         with self.engine.connect() as c:

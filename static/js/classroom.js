@@ -32,6 +32,7 @@ const room = {
   code: null, token: null, ws: null, attempt: 0, timer: null, state: null,
   members: new Map(), // member_id -> {report, order, tile, dirty}
   order: 0, hideNames: false, revealed: false, challenge: null, spotlight: null, locks: [],
+  boardBusy: false, boardAgain: false, // a leaderboard fetch runs; another is due after it
 };
 
 // ---- small helpers ----------------------------------------------------------------------
@@ -621,12 +622,21 @@ $('cr-close-room').addEventListener('click', async () => {
   }
 });
 
+/** Fetch and show the leaderboard; calls while a fetch runs become one more fetch after it
+ * (a burst of results from a full room is a couple of requests, not one per result). */
 async function refreshBoard() {
+  if (room.boardBusy) { room.boardAgain = true; return; }
+  room.boardBusy = true;
   try {
-    const out = await api('GET', `/api/rooms/${room.code}/leaderboard`);
-    renderBoard(Array.isArray(out) ? out : out?.leaderboard ?? out?.rows ?? []);
+    do {
+      room.boardAgain = false;
+      const out = await api('GET', `/api/rooms/${room.code}/leaderboard`);
+      renderBoard(Array.isArray(out) ? out : out?.leaderboard ?? out?.rows ?? []);
+    } while (room.boardAgain);
   } catch (err) {
     showError(err.message);
+  } finally {
+    room.boardBusy = false;
   }
 }
 

@@ -6,6 +6,8 @@ import { ADVANCED } from './advanced.js';
 
 const NAME_KEY = 'nnplay-room-name';
 const PUSH_KEY = (code) => `nnplay-room-push:${code}`;
+// {room, member_id, secret}, per tab: a reload or reconnect takes up the same member again
+const MEMBER_KEY = 'nnplay-room-member';
 const NAME_MAX = 24;
 const LOCK_TITLE = 'locked by the lecturer';
 const BOARD_ROWS = 5;
@@ -102,11 +104,22 @@ export function setupRoom(ctx) {
     challengeEl, boardEl);
   document.querySelector('.brand').after(banner);
 
+  function stored() {
+    try {
+      const m = JSON.parse(sessionStorage.getItem(MEMBER_KEY) || 'null');
+      return m?.room === code && typeof m.member_id === 'string' && typeof m.secret === 'string' ? m : null;
+    } catch {
+      return null;
+    }
+  }
+
   function join() {
     if (state.closed || state.left) return;
     state.joining = true;
     const name = nameInput.value.trim();
-    ctx.send({ type: 'join_room', room: code, ...(name ? { name } : {}) });
+    const me = stored();
+    ctx.send({ type: 'join_room', room: code, ...(name ? { name } : {}),
+      ...(me ? { member_id: me.member_id, secret: me.secret } : {}) });
   }
 
   nameInput.addEventListener('change', () => {
@@ -117,6 +130,7 @@ export function setupRoom(ctx) {
   });
   leave.addEventListener('click', () => {
     state.left = true;
+    sessionStorage.removeItem(MEMBER_KEY);
     ctx.send({ type: 'leave_room' });
     const p = new URLSearchParams(location.hash.replace(/^#/, ''));
     p.delete('room');
@@ -282,6 +296,8 @@ export function setupRoom(ctx) {
           state.joining = false;
           state.joined = true;
           state.memberId = msg.member_id ?? null;
+          if (typeof msg.secret === 'string') sessionStorage.setItem(MEMBER_KEY, JSON.stringify({ room: code, member_id: msg.member_id, secret: msg.secret }));
+          if (msg.rejoined) state.result = msg.result || null;
           if (typeof msg.name === 'string' && document.activeElement !== nameInput) nameInput.value = msg.name;
           setStatus(`joined · ${msg.room?.members ?? '?'} in the room`);
           applyRoom(msg.room);
@@ -312,6 +328,11 @@ export function setupRoom(ctx) {
           close(msg.message || 'the lecturer closed this room');
           return true;
         case 'room_left':
+          if (msg.reason === 'replaced') { // a duplicate of this tab took up our member: join as a new one
+            sessionStorage.removeItem(MEMBER_KEY);
+            state.joined = false;
+            join();
+          }
           return true;
         default:
           return false;

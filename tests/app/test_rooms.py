@@ -418,3 +418,178 @@ def test_challenge_is_judged_from_real_training_and_ranked(client):
         assert [row["name"] for row in hidden][:2] == ["Student 1", "Student 2"]
         for ws in (a, b, c):
             ws.send_json({"type": "pause"})
+
+
+def member_row(db, member_id) -> tuple:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT room, member_id, name, secret_hash, conn FROM members WHERE member_id=?",
+                         (member_id,)).fetchone()
+
+
+def pong(ws, id_="p") -> list[str]:
+    """The types of the JSON messages before the pong (frames skipped)."""
+    ws.send_json({"type": "ping", "id": id_})
+    seen = []
+    while (m := recv(ws))["type"] != "pong":
+        if m["type"] != "frame":
+            seen.append(m["type"])
+    return seen
+
+
+def test_a_reconnecting_student_keeps_their_member_and_result(client, db, monkeypatch):
+    room, other = new_room(client), new_room(client)
+    code = room["code"]
+    r = client.post(f"/api/rooms/{code}/challenge", headers=auth(room),
+                    json={"title": "c", "metric": "test_accuracy", "target": 0.9, "rank_by": "params"})
+    ch = r.json()["challenge"]
+    rooms = client.app.state.nn.rooms
+    with client.websocket_connect(f"/ws/room/{code}") as dws:
+        dws.send_json({"type": "auth", "token": room["token"]})
+        assert dws.receive_json()["members"] == []
+        with client.websocket_connect("/ws") as ws:
+            first = join(ws, code, "Ada")
+            mid, secret = first["member_id"], first["secret"]
+            assert len(secret) >= 22 and "rejoined" not in first
+            rooms.store.record_result(code, ch["id"], mid, "Ada", 3, 0.2, 0.95, 40, 2.5, "params")
+            ws.close()  # (inside: leaving the block may cancel the server's side before it notices)
+            # disconnected: gone from the wall and the count
+            dash_until(dws, lambda m: m["type"] == "member_left" and m["member_id"] == mid)
+        assert client.get(f"/api/rooms/{code}").json()["members"] == 0
+        # the database holds the secret's SHA-256, never the secret
+        import hashlib
+
+        assert member_row(db, mid)[3] == hashlib.sha256(secret.encode()).hexdigest()
+        with client.websocket_connect("/ws") as ws:
+            recv(ws, "state")
+            ws.send_json({"type": "join_room", "room": code.lower(), "member_id": mid, "secret": secret})
+            again = recv(ws, "room_joined")
+            assert again["member_id"] == mid and again["rejoined"] is True and "secret" not in again
+            assert again["name"] == "Ada" and again["room"]["members"] == 1  # no name given: kept
+            assert again["result"]["params"] == 3 and again["result"]["value"] == 0.95
+            assert dash_until(dws, lambda m: m["type"] == "member_joined")["member_id"] == mid
+            board = client.get(f"/api/rooms/{code}/leaderboard", headers=auth(room)).json()["leaderboard"]
+            assert [(row["member_id"], row["params"]) for row in board] == [(mid, 3)]
+            held = member_row(db, mid)
+
+            # wrong secret, none, another member's id, another room's member: a new member each
+            # time, the original untouched (and its connection not replaced)
+            with client.websocket_connect("/ws") as o:
+                theirs = join(o, other["code"], "Cy")
+                with client.websocket_connect("/ws") as bob_ws:
+                    bob = join(bob_ws, code, "Bob")
+                    attempts = [{"member_id": mid, "secret": "x" * 32}, {"member_id": mid},
+                                {"member_id": mid, "secret": bob["secret"]},
+                                {"member_id": bob["member_id"], "secret": secret},
+                                {"member_id": theirs["member_id"], "secret": theirs["secret"]},
+                                {"member_id": mid, "secret": theirs["secret"]},
+                                {"member_id": ["x"], "secret": {"a": 1}}]
+                    for extra in attempts:
+                        with client.websocket_connect("/ws") as eve:
+                            recv(eve, "state")
+                            eve.send_json({"type": "join_room", "room": code, "name": "Eve", **extra})
+                            new = recv(eve, "room_joined")
+                            assert new["member_id"] not in (mid, bob["member_id"], theirs["member_id"]), extra
+                            assert new["name"] == "Eve" and new["secret"] and "rejoined" not in new
+                            eve.send_json({"type": "leave_room"})  # out of the count again
+                            recv(eve, "room_left")
+                    assert member_row(db, mid) == held
+                    assert member_row(db, theirs["member_id"])[:3] == (other["code"], theirs["member_id"], "Cy")
+                    assert pong(ws) == [] and pong(o) == []
+                    assert pong(bob_ws) == []
+                    bob_ws.send_json({"type": "leave_room"})
+                    recv(bob_ws, "room_left")
+
+            # the same member from a second connection while the first still holds it (a
+            # duplicated tab, a half-open socket): not counted twice even in a full room, and
+            # the first connection lets go
+            monkeypatch.setattr(rooms.settings, "room_max_members", 1)
+            with client.websocket_connect("/ws") as dup:
+                recv(dup, "state")
+                dup.send_json({"type": "join_room", "room": code, "name": "Ada L.", "member_id": mid,
+                               "secret": secret})
+                taken = recv(dup, "room_joined")
+                assert (taken["member_id"], taken["name"], taken["room"]["members"]) == (mid, "Ada L.", 1)
+                assert recv(ws, "room_left") == {"type": "room_left", "room": code, "reason": "replaced"}
+                with client.websocket_connect("/ws") as late:
+                    recv(late, "state")
+                    late.send_json({"type": "join_room", "room": code})
+                    assert recv(late, "error")["message"] == "room is full (1)"
+                monkeypatch.undo()
+                # dup's close leaves the room (the replaced connection no longer holds the member)
+                dup.close()
+                dash_until(dws, lambda m: m["type"] == "member_left" and m["member_id"] == mid)
+                assert client.get(f"/api/rooms/{code}").json()["members"] == 0
+        board = client.get(f"/api/rooms/{code}/leaderboard", headers=auth(room)).json()["leaderboard"]
+        assert [row["member_id"] for row in board] == [mid]
+
+    # leaving on purpose forgets the member: its secret no longer takes it up
+    with client.websocket_connect("/ws") as ws:
+        recv(ws, "state")
+        ws.send_json({"type": "join_room", "room": code, "member_id": mid, "secret": secret})
+        assert recv(ws, "room_joined")["member_id"] == mid
+        ws.send_json({"type": "leave_room"})
+        recv(ws, "room_left")
+        ws.send_json({"type": "join_room", "room": code, "member_id": mid, "secret": secret})
+        assert recv(ws, "room_joined")["member_id"] != mid
+    assert member_row(db, mid) is None
+
+
+def test_a_revealed_leaderboard_follows_new_results(client):
+    room = new_room(client)
+    code = room["code"]
+    with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+        bob = join(a, code, "Bob")["member_id"]
+        a.send_json({"type": "config", "config": {"dataset": "circle", "features": ["x1_sq", "x2_sq"], "layers": [],
+                                                  "learning_rate": 0.3}})
+        recv(a, "state")
+        join(b, code, "Watcher")
+        client.post(f"/api/rooms/{code}/challenge", headers=auth(room),
+                    json={"title": "circle", "metric": "test_accuracy", "target": 0.9, "rank_by": "params"})
+        client.post(f"/api/rooms/{code}/leaderboard", headers=auth(room), json={"revealed": True})
+        for ws in (a, b):
+            assert recv(ws, "room_leaderboard") == {"type": "room_leaderboard", "revealed": True, "leaderboard": []}
+        a.send_json({"type": "play"})
+        # no second reveal: the result alone brings the new ranking to every student
+        shown = recv(b, "room_leaderboard", limit=5000)
+        assert shown["revealed"] is True
+        assert [(row["rank"], row["member_id"], row["name"], row["params"]) for row in shown["leaderboard"]] \
+            == [(1, bob, "Bob", 3)]
+        assert shown["leaderboard"][0]["value"] >= 0.9
+        assert recv(a, "room_leaderboard", limit=5000)["leaderboard"] == shown["leaderboard"]
+        lecturer = client.get(f"/api/rooms/{code}/leaderboard", headers=auth(room)).json()["leaderboard"]
+        assert lecturer == shown["leaderboard"]
+        a.send_json({"type": "pause"})
+
+
+def test_leaderboard_broadcasts_are_coalesced(tmp_path):
+    """50 results in a burst while revealed: one broadcast now, one with the final ranking later."""
+    import asyncio
+
+    from app.rooms.service import Rooms, room_channel
+
+    async def main():
+        rooms = Rooms(Settings(warmup_sessions=[], database_url=f"sqlite:///{tmp_path / 'r.db'}"),
+                      monotonic=lambda: 100.0)
+        await rooms.start()
+        try:
+            code = "ABCDEF"
+            rooms.store.create_room(code, "h", "", 3600)
+            ch = {"id": "c1", "title": "", "metric": "test_loss", "target": 0.5, "rank_by": "params",
+                  "dataset": None, "started_at": 0.0, "active": True}
+            rooms.store.update_room(code, challenge=ch, leaderboard_revealed=True)
+            sub = await rooms.hub.subscribe(room_channel(code))
+            rooms.store.record_result(code, "c1", "m0", "s0", 100, 0.1, None, 1, 1.0, "params")
+            rooms.board_changed(code)
+            first = await asyncio.wait_for(sub.__anext__(), 30)
+            assert [r["member_id"] for r in first["leaderboard"]] == ["m0"]
+            for i in range(1, 50):  # the burst: written while the first broadcast was just sent
+                rooms.store.record_result(code, "c1", f"m{i}", f"s{i}", 100 - i, 0.1, None, 1, 1.0, "params")
+                rooms.board_changed(code)
+            assert len(rooms._board_due) == 1
+            second = await asyncio.wait_for(sub.__anext__(), 30)
+            assert [r["params"] for r in second["leaderboard"]] == list(range(51, 101))
+            assert code not in rooms._board_due and sub.queue.empty()
+        finally:
+            await rooms.close()
+
+    asyncio.run(main())

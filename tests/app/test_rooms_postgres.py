@@ -41,7 +41,7 @@ def rows(url, sql, **params) -> list[tuple]:
 
 
 def test_the_app_migrates_postgres_at_start(client, pg_url):
-    assert rows(pg_url, "SELECT version FROM schema_version") == [(2,)]
+    assert rows(pg_url, "SELECT version FROM schema_version") == [(3,)]
     tables = rows(pg_url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
     assert sorted(t for (t,) in tables) == ["members", "results", "rooms", "schema_version"]
     kinds = dict(rows(pg_url, "SELECT column_name, data_type FROM information_schema.columns "

@@ -58,12 +58,13 @@ def test_migrate_from_v1_to_latest_and_rerun_is_noop(url):
     with s.engine.begin() as c:
         c.execute(text("INSERT INTO rooms (code, token_hash, title, created_at, expires_at, locks, "
                        "leaderboard_revealed) VALUES ('ABCDEF', 'h', 'old', 1, 9e12, '[]', FALSE)"))
-    assert s.migrate() == LATEST == 2
+    assert s.migrate() == LATEST == 3
     latest = schema(url)
     assert set(latest) == {"schema_version", "rooms", "members", "results"}
     assert [c[0] for c in latest["rooms"][0]][-1] == "hide_names"
     assert [c[0] for c in latest["results"][0]][:4] == ["id", "room", "challenge_id", "member_id"]
     assert ("ix_members_room", ("room",), False) in latest["members"][1]
+    assert [c[0] for c in latest["members"][0]][-2:] == ["secret_hash", "conn"]
     assert ("ix_results_room_challenge", ("room", "challenge_id"), False) in latest["results"][1]
     room = s.get_room("ABCDEF")
     assert room["title"] == "old" and room["hide_names"] is False and room["locks"] == []
@@ -71,7 +72,7 @@ def test_migrate_from_v1_to_latest_and_rerun_is_noop(url):
     assert s.migrate() == LATEST  # again: nothing to do, nothing changed
     assert Store(url).migrate() == LATEST  # another process starting later
     assert schema(url) == latest
-    assert versions(url) == [(2,)]
+    assert versions(url) == [(3,)]
     s.close()
 
 
@@ -155,6 +156,32 @@ def test_members_cap_expiry_and_results(url):
     assert s.get_room("ABCDEF") is None
     assert s.create_room("ABCDEF", "h3", "new", ttl_s=60)["title"] == "new"
     assert s.results("ABCDEF", "c1") == [] and s.count_members("ABCDEF", 90) == 0
+    s.close()
+
+
+def test_a_member_is_taken_up_again_only_with_its_own_secret(url):
+    s = Store(url)
+    s.migrate()
+    for code in ("ABCDEF", "GHJKMN"):
+        s.create_room(code, "h", "t", ttl_s=60)
+    s.add_member("ABCDEF", "m1", "Ada", cap=2, active_s=90, secret_hash=tokens.hash_token("s1"), conn="c1")
+    s.add_member("ABCDEF", "m2", "Bob", cap=2, active_s=90, secret_hash=tokens.hash_token("s2"), conn="c2")
+    s.add_member("GHJKMN", "m3", "Cy", cap=2, active_s=90, secret_hash=tokens.hash_token("s3"), conn="c3")
+    # wrong secret, another member's secret, a member of another room, no such member
+    for room, mid, secret in [("ABCDEF", "m1", "s2"), ("ABCDEF", "m1", ""), ("ABCDEF", "m2", "s1"),
+                              ("ABCDEF", "m3", "s3"), ("GHJKMN", "m1", "s1"), ("ABCDEF", "m9", "s1")]:
+        assert s.rejoin_member(room, mid, secret, "Eve", cap=2, active_s=90, conn="x") is None
+    assert [(m["member_id"], m["name"]) for m in s.list_members("ABCDEF", 90)] == [("m1", "Ada"), ("m2", "Bob")]
+    # the room is full (2), yet m1 itself may come back: it is not counted twice
+    assert s.rejoin_member("ABCDEF", "m1", "s1", None, cap=2, active_s=90, conn="c1b") == ("Ada", 2)
+    # the old connection leaving does not drop the member the new one holds
+    assert not s.remove_member("m1", "c1", forget=False)
+    assert s.count_members("ABCDEF", 90) == 2
+    # leaving keeps the member (inactive) for a rejoin; forgetting deletes it
+    assert s.remove_member("m1", "c1b", forget=False) and s.count_members("ABCDEF", 90) == 1
+    assert s.rejoin_member("ABCDEF", "m1", "s1", "Ada L.", cap=2, active_s=90, conn="c1c") == ("Ada L.", 2)
+    assert s.remove_member("m1", "c1c", forget=True)
+    assert s.rejoin_member("ABCDEF", "m1", "s1", None, cap=2, active_s=90, conn="c1d") is None
     s.close()
 
 

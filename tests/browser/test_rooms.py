@@ -267,3 +267,45 @@ def test_late_joiner_gets_the_last_push_and_can_leave(lecturer_factory, page_fac
     expect(banner).to_have_count(0)
     assert "room" not in hash_params(student)
     expect(wall.get_by_role("button")).to_have_count(0, timeout=15000)
+
+
+def test_a_reloaded_student_tab_is_the_same_member(lecturer_factory, page_factory, artifacts):
+    lecturer = lecturer_factory()
+    code = new_room(lecturer, "reload")
+    lecturer.get_by_role("combobox", name="Challenge template").select_option(label="Custom")
+    lecturer.get_by_role("textbox", name="Title", exact=True).fill("Circle")
+    lecturer.get_by_role("combobox", name="Metric").select_option("test_accuracy")
+    lecturer.get_by_role("spinbutton", name="Target").fill("0.6")
+    lecturer.get_by_role("combobox", name="Rank by").select_option("time")
+    lecturer.get_by_role("combobox", name="Dataset").select_option("")
+    lecturer.get_by_role("button", name="Start challenge").click()
+    lecturer.get_by_role("button", name="Reveal leaderboard").click()
+    expect(lecturer.get_by_role("button", name="Reveal leaderboard")).to_have_attribute("aria-pressed", "true")
+    student = join(page_factory, code, "Ada")
+    wall = lecturer.get_by_role("list", name="Students' decision boundaries")
+    expect(wall.get_by_role("button", name="Spotlight Ada")).to_be_visible(timeout=15000)
+    banner = student.get_by_role("region", name=re.compile(f"^Classroom {code}"))
+    student.get_by_role("button", name="Play", exact=True).click()
+    # the revealed leaderboard updates by itself when the result arrives
+    expect(banner.get_by_role("table", name="Leaderboard").locator("tr.you")).to_have_count(1, timeout=90000)
+    student.get_by_role("button", name="Pause", exact=True).click()
+    board = lecturer.locator("#cr-board tbody tr")
+    expect(board).to_have_count(1, timeout=15000)
+    member = student.evaluate("JSON.parse(sessionStorage.getItem('nnplay-room-member'))")
+    assert member["room"] == code and len(member["secret"]) >= 22
+
+    student.reload()
+    banner = student.get_by_role("region", name=re.compile(f"^Classroom {code}"))
+    expect(banner.get_by_role("status")).to_have_text(re.compile("^joined · 1 in the room"), timeout=20000)
+    assert student.evaluate("JSON.parse(sessionStorage.getItem('nnplay-room-member'))") == member
+    # the student's result and place are back, and they are one student, not two
+    expect(banner.locator(".room-own")).to_contain_text("Target reached after", timeout=10000)
+    table = banner.get_by_role("table", name="Leaderboard")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(table.locator("tr.you")).to_have_count(1)
+    expect(wall.get_by_role("button", name="Spotlight Ada")).to_have_count(1, timeout=15000)
+    lecturer.wait_for_timeout(1500)  # reports of a second member would have come by now
+    expect(wall.get_by_role("button")).to_have_count(1)
+    expect(lecturer.locator("#cr-count")).to_have_text("1")
+    expect(board).to_have_count(1)
+    student.screenshot(path=str(artifacts / "classroom-student-reloaded-1280x800.png"))
