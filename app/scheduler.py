@@ -146,10 +146,13 @@ class Scheduler:
                 s.dirty = True
                 self.reply(s, {"type": "notice", "message": "paused: no activity for a while"})
         work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
+        crowded = sum(1 for s in sessions if s.wants_training()) > 1
         for s in sessions:
             n = s.wants_training()
             if n and not s.step_epochs:
                 n = self.auto_epochs if s.speed == "auto" else int(s.speed)
+                if crowded:  # a fixed speed is a wish: when sessions share the ticks, it may not
+                    n = min(n, self.auto_epochs)  # slow everyone's frames (auto adapts to the load)
             if n:
                 r = s.run
                 key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth))
