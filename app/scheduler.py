@@ -145,6 +145,9 @@ class Scheduler:
                 s.playing = False
                 s.dirty = True
                 self.reply(s, {"type": "notice", "message": "paused: no activity for a while"})
+        # A client that has not taken its last frame yet (slow, or not reading at all) gets no
+        # new work: its training waits for it, and the ticks stay short for the others.
+        sessions = [s for s in sessions if not s.backlogged()]
         work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
         crowded = sum(1 for s in sessions if s.wants_training()) > 1
         for s in sessions:

@@ -83,6 +83,10 @@ class Session:
             self.commands.clear()
         return cmds
 
+    def backlogged(self) -> bool:
+        """The last frame is still waiting for the client to take it."""
+        return self._frame is not None
+
     def wants_training(self) -> int:
         """Epochs to train this tick (0: none)."""
         if self.step_epochs:

@@ -100,9 +100,9 @@ async def abusive_client(port: int, mode: str, stop: asyncio.Event, stats: dict,
                 continue
         except Exception as err:
             stats.setdefault("errors", set()).add(type(err).__name__)
-        finally:
-            if mode != "drop":
-                ws.transport.abort()
+            reconnects += 1
+        finally:  # never leave a socket open behind (the server would rightly keep its session)
+            ws.transport.abort()
         if mode != "drop":
             return
 

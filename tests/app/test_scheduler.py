@@ -14,23 +14,49 @@ def _session(engine, sid: int, speed) -> Session:
     return s
 
 
+def _tick(sched: Scheduler) -> None:
+    """One tick, then every client takes its frame (as each connection's sender does)."""
+    sched.tick()
+    for s in sched.sessions.values():
+        s.take_frame()
+
+
 def test_fixed_speed_alone_is_honoured_and_capped_in_a_crowd(engine):
     sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
     alone = _session(engine, 1, 8)
     sched.add(alone)
     sched.auto_epochs = 2
-    sched.tick()
+    _tick(sched)
     assert alone.run.epoch == 8  # one session: its 8 epochs per frame, whatever auto says
 
     crowd = [_session(engine, 2, 8), _session(engine, 3, "auto")]
     for s in crowd:
         sched.add(s)
     sched.auto_epochs = 3
-    sched.tick()
+    _tick(sched)
     # sharing the ticks: the fixed speed is held to what auto speed affords everyone
     assert alone.run.epoch == 8 + 3
     assert [s.run.epoch for s in crowd] == [3, 3]
 
     alone.speed = 1  # below the cap: unchanged
-    sched.tick()
+    _tick(sched)
     assert alone.run.epoch == 8 + 3 + 1
+
+
+def test_a_client_that_does_not_take_its_frame_gets_no_new_work(engine):
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    reader, stuck = _session(engine, 1, 2), _session(engine, 2, 2)
+    for s in (reader, stuck):
+        sched.add(s)
+    sched.auto_epochs = 2
+    sched.tick()
+    assert reader.run.epoch == stuck.run.epoch == 2
+    assert reader.take_frame() is not None  # the reader's sender took its frame; stuck's waits
+    for _ in range(3):
+        sched.tick()
+        reader.take_frame()
+    assert reader.run.epoch == 2 + 3 * 2
+    assert stuck.run.epoch == 2 and stuck.frames_dropped == 0  # no training, no frame replaced
+    assert stuck.take_frame() is not None  # taken at last: it trains again
+    sched.tick()
+    assert stuck.run.epoch == 4
