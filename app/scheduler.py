@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from core.config import ConfigError, parse_config, patch_config
-from core.engine import Engine, group_key, stack_hyper
+from core.engine import Engine, frame_key, group_key, stack_hyper
 
 from app.metrics import Metrics
 from app.session import Command, Session
@@ -169,7 +169,7 @@ class Scheduler:
         need = [s for s in sessions if s.id in trained or s.dirty]
         frames: dict[tuple, list[Session]] = defaultdict(list)
         for s in need:
-            frames[group_key(s.run.hyper, s.run.depth)].append(s)
+            frames[frame_key(s.run.hyper, s.run.depth)].append(s)
         empty = np.zeros((0, len(self.engine.metric_names)))
         i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
         for key, group in frames.items():

@@ -273,6 +273,13 @@ def group_key(hyper: Hyper, depth: int) -> tuple:
             int(hyper.opt.optimizer), bool(f.shuffle), bool(f.augment), bool(f.dropout))
 
 
+def frame_key(hyper: Hyper, depth: int) -> tuple:
+    """Sessions with equal keys can be drawn in one batched frame call: a frame does not use
+    the optimizer or the optional-work flags, so sessions that differ in those share it."""
+    a = hyper.arch
+    return (depth, tuple(np.asarray(a.act).tolist()), bool(a.batch_norm), bool(a.layer_norm))
+
+
 def stack_hyper(hypers, s: int | None = None) -> Hyper:
     """Stack per-session Hyper into one batched Hyper; the shared parts come from the first
     (all must have the same ``group_key``)."""

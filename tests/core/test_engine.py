@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.config import ACTIVATIONS, parse_config, patch_config
-from core.engine import Run, compilations, stack_hyper
+from core.engine import Run, compilations, frame_key, group_key, stack_hyper
 from core.train import _grid_points
 
 ALL_FEATURES = ["x1", "x2", "x1_sq", "x2_sq", "x1x2", "sin_x1", "sin_x2"]
@@ -355,3 +355,29 @@ def test_diverged_run_is_reported_and_recovers(engine, how):
     run.set_config(patch_config(run.cfg, {"learning_rate": 0.01}))
     hist = run.train(5)
     assert len(hist) == 5 and np.all(np.isfinite(hist[:, run.engine.metric_names.index("train_loss")]))
+
+
+@pytest.mark.slow
+def test_one_frame_call_for_sessions_that_differ_in_optimizer_and_flags(warm_engine, batched_size):
+    """The scheduler draws sessions with equal ``frame_key`` together even when their
+    ``group_key`` (optimizer, shuffle, noise, dropout) differs: the frames must equal each
+    session's own."""
+    engine = warm_engine
+    extra = [{"optimizer": "sgd", "shuffle": False}, {"optimizer": "rmsprop", "dropout": 0.0, "input_noise": 0.0},
+             {"optimizer": "momentum", "lr_schedule": "step", "decay_epochs": 2}]
+    runs = [Run(engine, parse_config({**SHARED, **c, **e})) for c, e in zip(BATCH_CONFIGS, extra)]
+    for r in runs:
+        r.train(3)
+    assert len({group_key(r.hyper, r.depth) for r in runs}) == 3
+    assert len({frame_key(r.hyper, r.depth) for r in runs}) == 1
+    pad = runs + [runs[0]] * (batched_size - len(runs))
+    out, neurons, rows = engine.frame_many(stack([r.state for r in pad]), stack([r.data for r in pad]),
+                                           stack_hyper([r.hyper for r in pad]), 2)
+    for k, run in enumerate(runs):
+        o, n, r = run.frame()
+        assert np.abs(np.asarray(out)[k].astype(int) - o).max() <= 1
+        assert np.abs(np.asarray(neurons)[k].astype(int) - n).max() <= 1
+        np.testing.assert_allclose(np.asarray(rows)[k], r, rtol=1e-5, atol=1e-6)
+    # and a different activation or norm is a different frame program branch
+    other = Run(engine, parse_config({**SHARED, "batch_norm": True}))
+    assert frame_key(other.hyper, other.depth) != frame_key(runs[0].hyper, runs[0].depth)
