@@ -139,7 +139,11 @@ class Scheduler:
             sessions = [s for s in self.sessions.values() if not s.closed]
         now = time.monotonic()
         for s in sessions:
-            for cmd in s.drain():
+            cmds = s.drain()
+            for i, cmd in enumerate(cmds):
+                if s.step_epochs:  # what follows a step sees the network after it: next tick
+                    s.requeue(cmds[i:])
+                    break
                 self._apply(s, cmd)
             if s.playing and now - s.last_seen > self.idle_pause_s:
                 s.playing = False

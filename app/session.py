@@ -83,6 +83,11 @@ class Session:
             self.commands.clear()
         return cmds
 
+    def requeue(self, cmds: list[Command]) -> None:
+        """Put commands back in front of any that arrived since, in their order."""
+        with self.lock:
+            self.commands.extendleft(reversed(cmds))
+
     def backlogged(self) -> bool:
         """The last frame is still waiting for the client to take it."""
         return self._frame is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.metrics import Metrics
 from app.scheduler import Scheduler
-from app.session import Session
+from app.session import Command, Session
 from core.config import parse_config
 
 
@@ -60,3 +60,22 @@ def test_a_client_that_does_not_take_its_frame_gets_no_new_work(engine):
     assert stuck.take_frame() is not None  # taken at last: it trains again
     sched.tick()
     assert stuck.run.epoch == 4
+
+
+def test_commands_after_a_step_see_the_network_after_it(engine):
+    """"step 15" then "hidden"/"export"/"set_weight" queued in one go: each later command is
+    applied after the 15 epochs (the ack of a step only says it was accepted)."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    s = _session(engine, 1, "auto")
+    s.playing = False
+    sched.add(s)
+    replies: list[dict] = []
+    for kind, args in [("step", {"epochs": 15}), ("hidden", {"layer": 0, "i": 1, "j": 0}),
+                       ("export", {"format": "json"}), ("step", {"epochs": 2}), ("export", {"format": "json"})]:
+        s.submit(Command(kind, args, replies.append))
+    for _ in range(4):
+        _tick(sched)
+    got = [(r["type"], r.get("of"), r.get("epoch")) for r in replies]
+    assert got == [("ack", "step", None), ("hidden", None, 15), ("export", None, 15),
+                   ("ack", "step", None), ("export", None, 17)]
+    assert s.run.epoch == 17 and not s.playing
