@@ -173,12 +173,15 @@ class Scheduler:
         need = [s for s in sessions if s.id in trained or s.dirty]
         frames: dict[tuple, list[Session]] = defaultdict(list)
         for s in need:
-            frames[frame_key(s.run.hyper, s.run.depth)].append(s)
+            # A session that has just trained has its metrics in its last history row.
+            frames[(*frame_key(s.run.hyper, s.run.depth), self._fresh_row(trained.get(s.id)) is None)].append(s)
         empty = np.zeros((0, len(self.engine.metric_names)))
         i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
         for key, group in frames.items():
             t1 = time.perf_counter()
-            for s, (out, neurons, row) in zip(group, self._frames(key[0], group)):
+            for s, (out, neurons, row) in zip(group, self._frames(key[0], group, key[-1])):
+                if not key[-1]:
+                    row = self._fresh_row(trained[s.id])
                 s.publish(out, neurons, row, trained.get(s.id, empty))
                 s.dirty = False
                 if row[i_div] > 0 or row[i_stop] > 0:
@@ -222,17 +225,30 @@ class Scheduler:
                 i += size
         return parts
 
-    def _frames(self, depth: int, group: list[Session]) -> list[tuple]:
+    def _fresh_row(self, rows: np.ndarray | None) -> np.ndarray | None:
+        """The metrics row measured after the last epoch trained this tick, when it describes
+        the session as it is now (not when early stopping has just restored other weights)."""
+        if rows is None or not len(rows):
+            return None
+        last = rows[-1]
+        names = self.engine.metric_names
+        if not np.isfinite(last[names.index("train_loss")]) or last[names.index("stopped")] > 0:
+            return None
+        return last
+
+    def _frames(self, depth: int, group: list[Session], with_metrics: bool = True) -> list[tuple]:
         """Each session's frame, in batched calls where a compiled size fits."""
         out = []
         for part, size in self._chunks(group):
             if size == 1:
-                out.append(part[0].run.frame())
+                r = part[0].run
+                o, n, row = self.engine.frame(r.state, r.data, r.hyper, r.depth, with_metrics)
+                out.append((np.asarray(o), np.asarray(n), np.asarray(row)))
                 continue
             runs = [s.run for s in part]
             pad = runs + [runs[0]] * (size - len(runs))
             o, n, r = self.engine.frame_many(_stack([x.state for x in pad]), _stack([x.data for x in pad]),
-                                             stack_hyper([x.hyper for x in pad]), depth)
+                                             stack_hyper([x.hyper for x in pad]), depth, with_metrics)
             o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
             out.extend((o[j], n[j], r[j]) for j in range(len(runs)))
         return out

@@ -429,7 +429,7 @@ class Engine:
             for cap in self.buckets
         }
         self._frame_many = _Exportable(f"frame_many-{static}", jax.jit(jax.vmap(
-            partial(frame, n_layers=self.n_layers), in_axes=(0, 0, HYPER_AXES, None))), _triple_out)
+            partial(frame, n_layers=self.n_layers), in_axes=(0, 0, HYPER_AXES, None, None))), _triple_out)
         # the hidden-space view's probe: the grid lines and up to n_max data points at once
         self.n_probe = self.n_max + 2 * HIDDEN_LINES * HIDDEN_LINE_POINTS
         self._hidden = _Exportable(f"hidden-{static}", jax.jit(partial(hidden_activations, n_layers=self.n_layers)),
@@ -442,16 +442,17 @@ class Engine:
         return self._train[self.bucket(batch_size)](
             state, data, hyper, np.int32(n_epochs), np.int32(depth), np.int32(max(every, 1)))
 
-    def frame(self, state, data, hyper, depth: int):
-        return self._frame(state, data, hyper, np.int32(depth))
+    def frame(self, state, data, hyper, depth: int, with_metrics: bool = True):
+        """(output grids, neuron grids, metrics row); the row is NaN without ``with_metrics``."""
+        return self._frame(state, data, hyper, np.int32(depth), np.bool_(with_metrics))
 
     def train_many(self, states, datas, hypers, n_epochs: int, depth: int, cap: int, every: int):
         """Step a stack of sessions (leading axis) that share depth, activations (``hypers``'
         ``arch.act`` is one (L,) array), batch bucket, epoch count and measuring interval."""
         return self._train_many[cap](states, datas, hypers, np.int32(n_epochs), np.int32(depth), np.int32(every))
 
-    def frame_many(self, states, datas, hypers, depth: int):
-        return self._frame_many(states, datas, hypers, np.int32(depth))
+    def frame_many(self, states, datas, hypers, depth: int, with_metrics: bool = True):
+        return self._frame_many(states, datas, hypers, np.int32(depth), np.bool_(with_metrics))
 
     def hidden(self, state, hyper, x: np.ndarray, depth: int):
         """Hidden activations (L, n_probe, D) of ``x`` (n_probe, 2) with the state's weights."""

@@ -381,3 +381,23 @@ def test_one_frame_call_for_sessions_that_differ_in_optimizer_and_flags(warm_eng
     # and a different activation or norm is a different frame program branch
     other = Run(engine, parse_config({**SHARED, "batch_norm": True}))
     assert frame_key(other.hyper, other.depth) != frame_key(runs[0].hyper, runs[0].depth)
+
+
+@pytest.mark.parametrize("extra", [
+    {}, {"lr_schedule": "cosine", "decay_epochs": 5, "l2": 0.01, "l1": 0.001},
+    {"batch_norm": True, "optimizer": "adam", "dropout": 0.2},
+    {"dataset": "blobs", "classes": 3, "layers": [{"units": 5, "activation": "relu"}]},
+    {"problem": "regression", "dataset": "plane", "layer_norm": True},
+])
+def test_the_last_training_row_is_the_frame_row_so_frames_may_skip_metrics(engine, extra):
+    """The scheduler draws a session that has just trained with ``with_metrics=False`` and
+    publishes the row measured after its last epoch instead: those rows must be equal, and the
+    grids must not depend on the flag."""
+    run = Run(engine, parse_config({"dataset": "spiral", "seed": 5, **extra}))
+    rows = run.train(3, every=3)
+    out, neurons, row = (np.asarray(a) for a in engine.frame(run.state, run.data, run.hyper, run.depth))
+    out2, neurons2, row2 = (np.asarray(a) for a in engine.frame(run.state, run.data, run.hyper, run.depth, False))
+    np.testing.assert_allclose(rows[-1], row, rtol=1e-5, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(out, out2)
+    np.testing.assert_array_equal(neurons, neurons2)
+    assert np.isnan(row2).all()

@@ -327,3 +327,72 @@ def test_three_blobs(engine):
 def test_plane_regression(engine):
     m = final_metrics(engine, {"problem": "regression", "dataset": "plane"}, 100)
     assert m["mse"] <= 0.01 and m["r2"] > 0.9
+
+
+# --- shuffling ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, N", [(1, 16), (10, 16), (16, 16), (250, 1024), (1000, 1024), (700, 2048)])
+def test_shuffled_is_a_permutation_of_the_real_rows_then_the_padding(n, N):
+    from core.train import shuffled
+
+    orders = [np.asarray(shuffled(jax.random.PRNGKey(k), jnp.int32(n), N)) for k in range(3)]
+    for order in orders:
+        assert sorted(order[:n]) == list(range(n))  # every real row exactly once
+        assert list(order[n:]) == list(range(n, N))  # padding stays behind, in order
+    if n >= 10:
+        assert not np.array_equal(orders[0], orders[1])  # a new order per key
+
+
+def test_shuffled_orders_are_uniform():
+    """5 rows, 3,000 keys: every row lands in every position ~600 times (chi-square, 16 dof,
+    p = 0.001 bound 39.3), and all 120 orders occur."""
+    from core.train import shuffled
+
+    keys = jax.random.split(jax.random.PRNGKey(1), 3000)
+    orders = np.asarray(jax.vmap(lambda k: shuffled(k, jnp.int32(5), 16))(keys))[:, :5]
+    counts = np.zeros((5, 5))
+    for pos in range(5):
+        counts[:, pos] = np.bincount(orders[:, pos], minlength=5)
+    chi2 = ((counts - 600) ** 2 / 600).sum()
+    assert chi2 < 39.3, counts
+    assert len({tuple(o) for o in orders}) == 120
+
+
+def test_a_shuffled_epoch_is_sgd_over_the_points_in_the_shuffled_order(engine):
+    """Linear regression, batch 1: the engine's epoch equals NumPy SGD (Keras mse, no 1/2)
+    visiting the training points in ``shuffled``'s order for this epoch's key, and differs from
+    the stored order."""
+    from core.train import shuffled
+
+    pts = [(0.5, -1.0, 0.3), (-2.0, 1.5, -0.4), (1.0, 2.0, 0.9), (-0.5, -0.5, 0.1), (2.5, 0.0, -0.7), (0.0, 1.0, 0.5)]
+    cfg = parse_config({
+        "problem": "regression", "dataset": "custom", "features": ["x1", "x2"], "layers": [],
+        "output_activation": "linear", "loss": "mse", "optimizer": "sgd", "learning_rate": 0.05,
+        "batch_size": 1, "shuffle": True, "seed": 4,
+        "points": [{"x1": a, "x2": b, "label": y, "subset": "train"} for a, b, y in pts]
+        + [{"x1": 0, "x2": 0, "label": 0, "subset": "test"}],
+        "weights": [{"w": [[0.2], [-0.1]], "b": [0.05]}],
+    })
+    run = Run(engine, cfg)
+    n = int(run.hyper.task.n_train)
+    assert n == len(pts)
+    x, y = np.asarray(run.data.x_train, np.float64)[:n], np.asarray(run.data.y_train, np.float64)[:n]
+    k_perm = jax.random.split(jnp.asarray(run.state.key), 4)[1]
+    order = np.asarray(shuffled(k_perm, jnp.int32(n), run.data.x_train.shape[0]))[:n]
+    assert list(order) != list(range(n))
+
+    def sgd(order):
+        w, b = np.array([0.2, -0.1]), 0.05
+        for i in order:
+            err = x[i] @ w + b - y[i]
+            w, b = w - 0.05 * 2 * err * x[i], b - 0.05 * 2 * err
+        return w, b
+
+    run.train(1)
+    got = run.weights()[0]
+    w, b = sgd(order)
+    np.testing.assert_allclose(np.ravel(got["w"]), w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["b"], [b], rtol=1e-5, atol=1e-6)
+    w_stored, _ = sgd(range(n))
+    assert np.abs(w_stored - w).max() > 1e-4  # the order matters: the test can tell
