@@ -20,7 +20,7 @@ ENV PATH=/opt/venv/bin:$PATH NNPLAY_HOST=0.0.0.0 NNPLAY_PORT=8000 NNPLAY_JAX_CAC
     PYTHONUNBUFFERED=1
 USER nnplay
 # Warm the persistent compilation cache at build time so containers start fast.
-RUN python -c "from core.engine import Engine, enable_compilation_cache; enable_compilation_cache(); Engine().warmup(batched_sizes=(8, 64))"
+RUN python -c "from core.engine import Engine, enable_compilation_cache; enable_compilation_cache(); Engine().warmup(batched_sizes=(8, 32, 64))"
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz').status==200 else 1)"
 CMD ["nnplay", "serve"]

@@ -48,7 +48,8 @@ class AppState:
         self.engine = Engine(settings.limits)
         # Batched sizes join the scheduler only once compiled (in the background after ready).
         self.scheduler = Scheduler(self.engine, self.metrics, frame_rate=settings.frame_rate,
-                                   idle_pause_s=settings.idle_pause_s, reply=_reply_to_session)
+                                   idle_pause_s=settings.idle_pause_s, reply=_reply_to_session,
+                                   threads=settings.scheduler_threads)
         self.sessions: dict = {}
         self.per_ip: dict[str, int] = {}
         self.next_id = 0

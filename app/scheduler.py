@@ -3,6 +3,12 @@
 Each tick: apply queued commands, train the sessions that play (grouped by what a batched
 call must share: depth, activations, batch bucket, epochs), compute their frames, publish
 them latest-wins, then adapt the "auto" epochs-per-frame to hold the frame rate.
+
+The batched calls of one tick are independent (each session is in one of them), and XLA
+releases the GIL while it computes, so with ``threads`` > 1 they run side by side on a small
+pool: on 2 cores two calls of 32 sessions finish ~1.4x sooner than one of 64. Everything
+that is shared (publishing frames, room judges, metrics of the tick) stays on the scheduler
+thread.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import jax
@@ -72,7 +79,8 @@ def hidden_message(s: Session, a: dict) -> dict:
 
 class Scheduler:
     def __init__(self, engine: Engine, metrics: Metrics, *, frame_rate: float, idle_pause_s: float,
-                 batched_sizes: tuple[int, ...] = (), reply: Callable[[Session, dict], None] | None = None):
+                 batched_sizes: tuple[int, ...] = (), reply: Callable[[Session, dict], None] | None = None,
+                 threads: int = 1):
         self.engine = engine
         self.metrics = metrics
         self.period = 1.0 / frame_rate
@@ -85,6 +93,8 @@ class Scheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.Lock()
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nnplay-step") if self.threads > 1 else None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -97,6 +107,14 @@ class Scheduler:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        if self._pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _map(self, fn: Callable, jobs: list) -> list:
+        """``fn`` over ``jobs``, side by side on the pool when there is more than one."""
+        if self._pool is None or len(jobs) < 2:
+            return [fn(*job) for job in jobs]
+        return list(self._pool.map(lambda job: fn(*job), jobs))
 
     def add(self, s: Session) -> None:
         with self.lock:
@@ -166,8 +184,9 @@ class Scheduler:
                 work[key].append((s, n))
         trained: dict[int, np.ndarray] = {}
         t0 = time.perf_counter()
-        for key, group in work.items():
-            trained.update(self._train_group(key, group))
+        jobs = [(key, part, size) for key, group in work.items() for part, size in self._chunks(group)]
+        for rows in self._map(self._train_part, jobs):
+            trained.update(rows)
         if work:
             self.metrics.step_seconds.observe(time.perf_counter() - t0)
         need = [s for s in sessions if s.id in trained or s.dirty]
@@ -177,41 +196,46 @@ class Scheduler:
             frames[(*frame_key(s.run.hyper, s.run.depth), self._fresh_row(trained.get(s.id)) is None)].append(s)
         empty = np.zeros((0, len(self.engine.metric_names)))
         i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
-        for key, group in frames.items():
-            t1 = time.perf_counter()
-            for s, (out, neurons, row) in zip(group, self._frames(key[0], group, key[-1])):
+        jobs = [(key, part, size) for key, group in frames.items() for part, size in self._chunks(group)]
+        t1 = time.perf_counter()
+        results = self._map(self._frame_part, jobs)
+        if jobs:
+            self.metrics.frame_seconds.observe((time.perf_counter() - t1) / len(need))
+        for (key, part, _), outs in zip(jobs, results):
+            for s, (out, neurons, row) in zip(part, outs):
                 if not key[-1]:
                     row = self._fresh_row(trained[s.id])
                 s.publish(out, neurons, row, trained.get(s.id, empty))
                 s.dirty = False
                 if row[i_div] > 0 or row[i_stop] > 0:
                     s.playing = False
-            self.metrics.frame_seconds.observe((time.perf_counter() - t1) / len(group))
         return bool(work)
 
-    def _train_group(self, key: tuple, group: list[tuple[Session, int]]) -> dict[int, np.ndarray]:
+    def _train_part(self, key: tuple, part: list[tuple[Session, int]], size: int) -> dict[int, np.ndarray]:
+        """Train one part of a group (its sessions are in no other part): one session alone,
+        or ``size`` sessions (padded) in one batched call. Returns each session's new rows."""
         depth, cap, n, _ = key
+        if size == 1:
+            s, k = part[0]
+            return {s.id: self._train_one(s, k)}
+        runs = [s.run for s, _ in part]
+        pad = runs + [runs[0]] * (size - len(runs))
+        states, hist, ok = self.engine.train_many(
+            _stack([r.state for r in pad]), _stack([r.data for r in pad]),
+            stack_hyper([r.hyper for r in pad]), n, depth, cap, n)
+        new_states = _unstack(states, len(runs))
+        hist, ok = np.asarray(hist), np.asarray(ok)
         out: dict[int, np.ndarray] = {}
-        for part, size in self._chunks(group):
-            if size == 1:
-                s, k = part[0]
-                out[s.id] = self._train_one(s, k)
-                continue
-            runs = [s.run for s, _ in part]
-            pad = runs + [runs[0]] * (size - len(runs))
-            states, hist, ok = self.engine.train_many(
-                _stack([r.state for r in pad]), _stack([r.data for r in pad]),
-                stack_hyper([r.hyper for r in pad]), n, depth, cap, n)
-            new_states = _unstack(states, len(runs))
-            hist, ok = np.asarray(hist), np.asarray(ok)
-            for j, (s, _) in enumerate(part):
-                s.run.state = new_states[j]
-                out[s.id] = hist[j][ok[j]]
-                self._count(s, int(ok[j].sum()))
+        for j, (s, _) in enumerate(part):
+            s.run.state = new_states[j]
+            out[s.id] = hist[j][ok[j]]
+            self._count(s, int(ok[j].sum()))
         return out
 
     def _chunks(self, items: list) -> list[tuple[list, int]]:
-        """Split a group into parts of a compiled batched size (1 = one at a time)."""
+        """Split a group into parts of a compiled batched size (1 = one at a time). With
+        several threads, a group that fits one part is halved when two parts of a smaller
+        compiled size pad to no more rows (50 sessions: 32 + 32 instead of 64)."""
         sizes = [b for b in self.batched_sizes if b > 1]
         parts, i = [], 0
         while i < len(items):
@@ -223,6 +247,12 @@ class Scheduler:
             else:
                 parts.append((items[i:i + size], size))
                 i += size
+        if self.threads > 1 and len(parts) == 1 and parts[0][1] > 1:
+            half = (len(items) + 1) // 2
+            size = next((b for b in sizes if b >= half), None)
+            if size and 2 * size <= parts[0][1]:
+                rest = items[half:]
+                return [(items[:half], size), (rest, next(b for b in sizes if b >= len(rest)) if len(rest) > 1 else 1)]
         return parts
 
     def _fresh_row(self, rows: np.ndarray | None) -> np.ndarray | None:
@@ -236,22 +266,19 @@ class Scheduler:
             return None
         return last
 
-    def _frames(self, depth: int, group: list[Session], with_metrics: bool = True) -> list[tuple]:
-        """Each session's frame, in batched calls where a compiled size fits."""
-        out = []
-        for part, size in self._chunks(group):
-            if size == 1:
-                r = part[0].run
-                o, n, row = self.engine.frame(r.state, r.data, r.hyper, r.depth, with_metrics)
-                out.append((np.asarray(o), np.asarray(n), np.asarray(row)))
-                continue
-            runs = [s.run for s in part]
-            pad = runs + [runs[0]] * (size - len(runs))
-            o, n, r = self.engine.frame_many(_stack([x.state for x in pad]), _stack([x.data for x in pad]),
-                                             stack_hyper([x.hyper for x in pad]), depth, with_metrics)
-            o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
-            out.extend((o[j], n[j], r[j]) for j in range(len(runs)))
-        return out
+    def _frame_part(self, key: tuple, part: list[Session], size: int) -> list[tuple]:
+        """The frames of one part of a frame group: (output, neurons, metrics row) each."""
+        depth, with_metrics = key[0], key[-1]
+        if size == 1:
+            r = part[0].run
+            o, n, row = self.engine.frame(r.state, r.data, r.hyper, r.depth, with_metrics)
+            return [(np.asarray(o), np.asarray(n), np.asarray(row))]
+        runs = [s.run for s in part]
+        pad = runs + [runs[0]] * (size - len(runs))
+        o, n, r = self.engine.frame_many(_stack([x.state for x in pad]), _stack([x.data for x in pad]),
+                                         stack_hyper([x.hyper for x in pad]), depth, with_metrics)
+        o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
+        return [(o[j], n[j], r[j]) for j in range(len(runs))]
 
     def _train_one(self, s: Session, n: int) -> np.ndarray:
         rows = s.run.train(n, every=n)

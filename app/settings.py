@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field, field_validator
 from typing import Annotated
 
@@ -30,7 +32,9 @@ class Settings(BaseSettings):
     rate_limit: float = Field(40.0, ge=1, description="client messages per second (burst: twice that)")
     max_connections_per_ip: int = Field(50, ge=1)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list, description="peers whose X-Forwarded-For is honoured")
-    warmup_sessions: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1, 8, 64], description="batched sizes compiled at start")
+    warmup_sessions: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [1, 8, 32, 64], description="batched sizes compiled at start")
+    scheduler_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=16,
+                                   description="batched engine calls run side by side on this many threads")
     jax_cache: str | None = Field(None, description="persistent XLA compilation cache directory")
     # Classroom rooms
     data_dir: str = Field(".nnplay-data", description="where the default SQLite database lives")

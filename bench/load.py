@@ -98,7 +98,7 @@ async def main_async(args) -> dict:
     url = args.url
     if not url:
         port = free_port()
-        sizes = () if args.clients == 1 else (8, 64)
+        sizes = () if args.clients == 1 else (8, 32, 64)
         proc = process.start(port, {
             "NNPLAY_MAX_SESSIONS": str(max(args.clients, 1) + 5), "NNPLAY_WARMUP_SESSIONS": ",".join(map(str, sizes)),
             "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5), "NNPLAY_RATE_LIMIT": "100"},

@@ -127,7 +127,7 @@ def rss_mib(pid: int) -> float:
 async def main_async(args) -> dict:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="nnplay-soak-", suffix=".log", delete=False)
-    sizes = (8, 64)
+    sizes = (8, 32, 64)
     proc = process.start(port, {"NNPLAY_MAX_SESSIONS": str(args.clients + 5),
                                 "NNPLAY_WARMUP_SESSIONS": ",".join(map(str, sizes)),
                                 "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5),

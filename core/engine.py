@@ -355,6 +355,7 @@ class _Exportable:
     def __init__(self, name: str, fn, out_structure):
         self.name, self.fn, self.out_structure = name, fn, out_structure
         self._calls: dict[tuple, tuple] = {}  # argument signature -> (callable, output treedef)
+        self._lock = threading.Lock()  # the scheduler's threads may ask for one program at once
 
     def __call__(self, *args):
         directory = jax.config.jax_compilation_cache_dir
@@ -362,13 +363,10 @@ class _Exportable:
             return self.fn(*args)
         leaves, treedef = jax.tree.flatten(args)
         sig = (treedef, tuple((np.shape(x), _dtype(x)) for x in leaves))
-        if sig not in self._calls:
-            try:
-                call = self._load(Path(directory), leaves, treedef)
-            except (ImportError, OSError, NotImplementedError) as err:  # export unavailable: trace as usual
-                log.warning("exported %s unavailable (%s); using plain jit", self.name, err)
-                call = jax.jit(lambda *xs: jax.tree.leaves(self.fn(*jax.tree.unflatten(treedef, xs))))
-            self._calls[sig] = (call, self.out_structure(args))
+        if sig not in self._calls:  # loaded ones never wait for another signature's load
+            with self._lock:
+                if sig not in self._calls:
+                    self._calls[sig] = self._prepare(leaves, treedef, args, directory)
         call, out = self._calls[sig]
         # Host arrays and device arrays must look alike to the exported call (it has fixed
         # shardings): every argument goes on the device committed, as its outputs are. Only
@@ -380,6 +378,14 @@ class _Exportable:
             for i, x in zip(host, put):
                 leaves[i] = x
         return jax.tree.unflatten(out, call(*leaves))
+
+    def _prepare(self, leaves, treedef, args, directory: str) -> tuple:
+        try:
+            call = self._load(Path(directory), leaves, treedef)
+        except (ImportError, OSError, NotImplementedError) as err:  # export unavailable: trace as usual
+            log.warning("exported %s unavailable (%s); using plain jit", self.name, err)
+            call = jax.jit(lambda *xs: jax.tree.leaves(self.fn(*jax.tree.unflatten(treedef, xs))))
+        return call, self.out_structure(args)
 
     def _load(self, directory: Path, leaves, treedef):
         sig = hashlib.sha256(repr([(np.shape(x), str(np.asarray(x).dtype)) for x in leaves]).encode()

@@ -79,3 +79,50 @@ def test_commands_after_a_step_see_the_network_after_it(engine):
     assert got == [("ack", "step", None), ("hidden", None, 15), ("export", None, 15),
                    ("ack", "step", None), ("export", None, 17)]
     assert s.run.epoch == 17 and not s.playing
+
+
+def test_parts_are_halved_for_two_threads_only_when_padding_does_not_grow(engine):
+    def parts(n, sizes, threads):
+        sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=sizes, threads=threads)
+        try:
+            return [(len(p), size) for p, size in sched._chunks(list(range(n)))]
+        finally:
+            sched.stop()
+
+    assert parts(50, (8, 32, 64), 1) == [(50, 64)]
+    assert parts(50, (8, 32, 64), 2) == [(25, 32), (25, 32)]
+    assert parts(51, (8, 32, 64), 2) == [(26, 32), (25, 32)]
+    assert parts(40, (8, 64), 2) == [(40, 64)]  # 2 x 64 rows would double the work
+    assert parts(9, (8, 64), 2) == [(5, 8), (4, 8)]  # and 16 rows instead of 64
+    assert parts(16, (8, 64), 2) == [(8, 8), (8, 8)]
+    assert parts(130, (8, 64), 2) == [(64, 64), (64, 64), (2, 8)]  # already several parts
+
+
+def test_two_threads_train_and_draw_exactly_as_one(engine):
+    """4 sessions with sizes (3,): a batched call of 3 and one session alone, side by side on
+    the pool; weights, epochs and every frame's bytes equal the one-thread scheduler's."""
+    import threading
+
+    def run(threads):
+        sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=threads)
+        sched.auto_epochs = 2  # a crowd's fixed speed is capped by auto speed
+        sessions = [_session(engine, sid, 2) for sid in range(1, 5)]
+        for s in sessions:
+            sched.add(s)
+        where, train_part = set(), sched._train_part
+        sched._train_part = lambda *a: (where.add(threading.current_thread().name), train_part(*a))[1]
+        frames = []
+        for _ in range(3):
+            sched.tick()
+            frames.append([s.take_frame() for s in sessions])
+        sched.stop()
+        return sessions, frames, where
+
+    one, frames_one, where_one = run(1)
+    two, frames_two, where_two = run(2)
+    assert where_one == {threading.current_thread().name}
+    assert all(name.startswith("nnplay-step") for name in where_two)
+    assert [s.run.epoch for s in two] == [s.run.epoch for s in one] == [6] * 4
+    for a, b in zip(one, two):
+        assert a.run.weights() == b.run.weights()
+    assert frames_two == frames_one and all(f is not None for tick in frames_one for f in tick)
