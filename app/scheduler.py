@@ -270,9 +270,7 @@ class Scheduler:
         """The frames of one part of a frame group: (output, neurons, metrics row) each."""
         depth, with_metrics = key[0], key[-1]
         if size == 1:
-            r = part[0].run
-            o, n, row = self.engine.frame(r.state, r.data, r.hyper, r.depth, with_metrics)
-            return [(np.asarray(o), np.asarray(n), np.asarray(row))]
+            return [part[0].run.frame(with_metrics)]
         runs = [s.run for s in part]
         pad = runs + [runs[0]] * (size - len(runs))
         o, n, r = self.engine.frame_many(_stack([x.state for x in pad]), _stack([x.data for x in pad]),

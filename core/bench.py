@@ -40,12 +40,14 @@ def measure(engine: Engine, name: str, seconds: float, sessions: int) -> dict:
     chunk = engine.chunk
 
     def train_only():
-        run.state, hist, _ = engine.train(run.state, run.data, run.hyper, chunk, run.depth, cfg.batch_size, chunk)
+        run.state, hist, _ = engine.train(run.state, *run.device_inputs(), chunk, run.depth, cfg.batch_size, chunk)
         jax.block_until_ready(hist)
 
     def one_frame():  # what a page needs per animation frame: 1 epoch, losses, every grid
-        run.state, hist, _ = engine.train(run.state, run.data, run.hyper, 1, run.depth, cfg.batch_size, 1)
-        jax.block_until_ready(engine.frame(run.state, run.data, run.hyper, run.depth))
+        # as the server draws it: the epoch measures the losses, the frame only adds the grids
+        data, hyper = run.device_inputs()
+        run.state, hist, _ = engine.train(run.state, data, hyper, 1, run.depth, cfg.batch_size, 1)
+        jax.block_until_ready((hist, engine.frame(run.state, data, hyper, run.depth, with_metrics=False)))
 
     train_only()
     one_frame()

@@ -497,6 +497,15 @@ class Run:
         self._rng = np.random.default_rng(cfg.seed)
         self.state = new_state(fresh_params(cfg, engine.n_layers, self._rng), engine.n_layers, cfg.seed)
         self.history: list[np.ndarray] = []
+        self._device: tuple | None = None  # (data, hyper) on the device, and what they copy
+
+    def device_inputs(self) -> tuple[Data, Hyper]:
+        """``data`` and ``hyper`` on the device, copied once per change of either (they stay
+        NumPy for batching): putting ~60 small arrays on the device costs ~0.8 ms a call."""
+        if self._device is None or self._device[0] is not self.data or self._device[1] is not self.hyper:
+            dev = jax.device_put((self.data, self.hyper), jax.devices()[0])
+            self._device = (self.data, self.hyper, dev)
+        return self._device[2]
 
     @property
     def depth(self) -> int:
@@ -514,7 +523,7 @@ class Run:
         while left > 0:
             k = min(left, self.engine.chunk)
             self.state, hist, ok = self.engine.train(
-                self.state, self.data, self.hyper, k, self.depth, self.cfg.batch_size, every)
+                self.state, *self.device_inputs(), k, self.depth, self.cfg.batch_size, every)
             hist, ok = np.asarray(hist), np.asarray(ok)
             rows.append(hist[ok])
             left -= k
@@ -524,8 +533,8 @@ class Run:
         self.history.extend(new)
         return new
 
-    def frame(self):
-        out, neurons, row = self.engine.frame(self.state, self.data, self.hyper, self.depth)
+    def frame(self, with_metrics: bool = True):
+        out, neurons, row = self.engine.frame(self.state, *self.device_inputs(), self.depth, with_metrics)
         return np.asarray(out), np.asarray(neurons), np.asarray(row)
 
     def metrics(self, row: np.ndarray | None = None) -> dict:

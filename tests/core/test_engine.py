@@ -401,3 +401,15 @@ def test_the_last_training_row_is_the_frame_row_so_frames_may_skip_metrics(engin
     np.testing.assert_array_equal(out, out2)
     np.testing.assert_array_equal(neurons, neurons2)
     assert np.isnan(row2).all()
+
+
+def test_device_inputs_are_copied_once_and_follow_every_change(engine):
+    run = Run(engine, parse_config({"dataset": "xor", "seed": 2}))
+    first = run.device_inputs()
+    assert run.device_inputs() is first  # no copy per call
+    run.set_config(patch_config(run.cfg, {"learning_rate": 0.25}, engine.limits))
+    data, hyper = run.device_inputs()
+    assert float(hyper.opt.learning_rate) == 0.25 and isinstance(hyper.opt.learning_rate, jax.Array)
+    run.set_config(patch_config(run.cfg, {"seed": 3}, engine.limits))  # new points
+    np.testing.assert_array_equal(np.asarray(run.device_inputs()[0].x_train), run.data.x_train)
+    assert not np.array_equal(np.asarray(data.x_train), run.data.x_train)
