@@ -92,6 +92,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._backlogged = False  # the last tick left out sessions whose frame was not yet taken
         self.lock = threading.Lock()
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nnplay-step") if self.threads > 1 else None
@@ -117,9 +118,15 @@ class Scheduler:
         return list(self._pool.map(lambda job: fn(*job), jobs))
 
     def add(self, s: Session) -> None:
+        s.on_taken = self._taken
         with self.lock:
             self.sessions[s.id] = s
         self._wake.set()
+
+    def _taken(self) -> None:
+        """A client took its frame: if the loop waits only for that, go on now."""
+        if self._backlogged:
+            self._wake.set()
 
     def remove(self, s: Session) -> None:
         with self.lock:
@@ -141,7 +148,9 @@ class Scheduler:
             spent = time.perf_counter() - t0
             if busy:
                 self._adapt(spent)
-            wait = max(self.period - spent, 0.0) if busy else 0.25
+            # Idle: wake for commands (poke). Waiting only for a client to take its frame: wake
+            # when it does (``_taken``), at the latest after a frame period, not the idle 0.25 s.
+            wait = max(self.period - spent, 0.0) if busy else (self.period if self._backlogged else 0.25)
             self._wake.wait(wait)
             self._wake.clear()
 
@@ -169,6 +178,7 @@ class Scheduler:
                 self.reply(s, {"type": "notice", "message": "paused: no activity for a while"})
         # A client that has not taken its last frame yet (slow, or not reading at all) gets no
         # new work: its training waits for it, and the ticks stay short for the others.
+        self._backlogged = any(s.backlogged() and s.wants_training() for s in sessions)
         sessions = [s for s in sessions if not s.backlogged()]
         work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
         crowded = sum(1 for s in sessions if s.wants_training()) > 1

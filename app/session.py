@@ -56,6 +56,7 @@ class Session:
         # and the room's challenge judge called on every frame (scheduler thread).
         self.latest: tuple | None = None
         self.watch: Callable[[dict, Config], None] | None = None
+        self.on_taken: Callable[[], None] | None = None  # the scheduler, told when a frame leaves
         self._idx = {n: i for i, n in enumerate(engine.metric_names)}
 
     # --- called from the event loop --------------------------------------------------
@@ -72,6 +73,8 @@ class Session:
             header, parts = self._frame
             self._frame = None
             history, self._history = self._history, []
+        if self.on_taken:
+            self.on_taken()
         header = {**header, "history": history}
         return encode_frame(header, parts)
 

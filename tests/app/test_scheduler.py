@@ -126,3 +126,25 @@ def test_two_threads_train_and_draw_exactly_as_one(engine):
     for a, b in zip(one, two):
         assert a.run.weights() == b.run.weights()
     assert frames_two == frames_one and all(f is not None for tick in frames_one for f in tick)
+
+
+def test_a_loop_waiting_only_for_a_client_to_take_its_frame_wakes_when_it_does(engine):
+    """A tick that leaves out a playing session because its last frame is still unsent must not
+    make the loop sleep the idle 0.25 s: taking the frame wakes it (this stall held one
+    client to ~20 frames/s at half a core)."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    s = _session(engine, 1, 1)
+    sched.add(s)
+    assert sched.tick()  # trains and publishes a frame
+    sched._wake.clear()
+    assert not sched.tick()  # the frame is still there: no work this tick
+    assert sched._backlogged and not sched._wake.is_set()
+    assert s.take_frame() is not None
+    assert sched._wake.is_set()
+
+    s.playing = False  # nothing to wait for: taking a frame does not wake the loop
+    sched._wake.clear()
+    sched.tick()
+    assert not sched._backlogged
+    s.take_frame()
+    assert not sched._wake.is_set()
