@@ -60,13 +60,18 @@ class AppState:
         self.rooms: Rooms | None = None
 
     def warm(self) -> None:
-        """Compile the single-session functions (then ready), then each batched size; the
-        scheduler starts batching a size once it is compiled, so nothing compiles later."""
+        """Load the programs a default session needs, then report ready when every other
+        single-session program only has to be loaded (about a second each; a session that
+        needs one sooner waits for it), else once they are all compiled. Then each batched
+        size: the scheduler starts batching a size once it is compiled, so nothing compiles
+        later."""
         t = time.perf_counter()
+        if self.engine.warmup_first():
+            self._set_ready(t)
         self.engine.warmup()
-        self.warmup_seconds = time.perf_counter() - t
-        self.ready.set()
-        log.info("engine ready in %.1f s", self.warmup_seconds)
+        if not self.ready.is_set():
+            self._set_ready(t)
+        log.info("single-session programs loaded after %.1f s", time.perf_counter() - t)
         for size in sorted(b for b in self.settings.warmup_sessions if b > 1):
             if self.closing:
                 return
@@ -77,6 +82,11 @@ class AppState:
                 continue
             self.scheduler.batched_sizes = tuple(sorted(set(self.scheduler.batched_sizes) | {size}))
             log.info("batched size %d ready after %.1f s", size, time.perf_counter() - t)
+
+    def _set_ready(self, t: float) -> None:
+        self.warmup_seconds = time.perf_counter() - t
+        self.ready.set()
+        log.info("engine ready in %.1f s", self.warmup_seconds)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

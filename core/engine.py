@@ -346,16 +346,23 @@ def _dtype(x) -> str:
     return x.dtype.str if hasattr(x, "dtype") else np.asarray(x).dtype.str
 
 
+_programs: dict[tuple, tuple] = {}  # (cache dir, name, signature) -> (callable, output treedef)
+_program_locks: dict[tuple, threading.Lock] = {}
+_programs_lock = threading.Lock()
+
+
 class _Exportable:
     """A jitted function whose traced program is exported once (``jax.export``) and stored
     beside the compilation cache. Later processes load it instead of tracing the padded
     network again (tracing is most of a warm start); the executable itself then comes from
-    the persistent compilation cache. Without a cache directory it is a plain jit call."""
+    the persistent compilation cache. Without a cache directory it is a plain jit call.
+
+    Loaded programs are shared by every ``Engine`` of the process (``_programs``), so a
+    server can start loading them in a thread before its web stack is imported."""
 
     def __init__(self, name: str, fn, out_structure):
         self.name, self.fn, self.out_structure = name, fn, out_structure
         self._calls: dict[tuple, tuple] = {}  # argument signature -> (callable, output treedef)
-        self._lock = threading.Lock()  # the scheduler's threads may ask for one program at once
 
     def __call__(self, *args):
         directory = jax.config.jax_compilation_cache_dir
@@ -363,11 +370,10 @@ class _Exportable:
             return self.fn(*args)
         leaves, treedef = jax.tree.flatten(args)
         sig = (treedef, tuple((np.shape(x), _dtype(x)) for x in leaves))
-        if sig not in self._calls:  # loaded ones never wait for another signature's load
-            with self._lock:
-                if sig not in self._calls:
-                    self._calls[sig] = self._prepare(leaves, treedef, args, directory)
-        call, out = self._calls[sig]
+        found = self._calls.get(sig)
+        if found is None:
+            found = self._calls[sig] = self._shared(sig, leaves, treedef, args, directory)
+        call, out = found
         # Host arrays and device arrays must look alike to the exported call (it has fixed
         # shardings): every argument goes on the device committed, as its outputs are. Only
         # the ones not already there are put, in one call (a put per leaf costs more than a
@@ -379,6 +385,25 @@ class _Exportable:
                 leaves[i] = x
         return jax.tree.unflatten(out, call(*leaves))
 
+    def _shared(self, sig, leaves, treedef, args, directory: str) -> tuple:
+        """The process-wide program for this signature, loaded (or compiled) once. Threads
+        that ask for one being loaded wait for it; loaded ones never wait for another."""
+        key = (directory, self.name, sig)
+        with _programs_lock:
+            lock = _program_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in _programs:
+                _programs[key] = self._prepare(leaves, treedef, args, directory)
+            return _programs[key]
+
+    def stored(self, *args) -> bool:
+        """Whether this call's program is exported already (so it loads, not compiles)."""
+        directory = jax.config.jax_compilation_cache_dir
+        if not directory:
+            return False
+        leaves, treedef = jax.tree.flatten(args)
+        return self._path(Path(directory), leaves, treedef).exists()
+
     def _prepare(self, leaves, treedef, args, directory: str) -> tuple:
         try:
             call = self._load(Path(directory), leaves, treedef)
@@ -387,10 +412,13 @@ class _Exportable:
             call = jax.jit(lambda *xs: jax.tree.leaves(self.fn(*jax.tree.unflatten(treedef, xs))))
         return call, self.out_structure(args)
 
-    def _load(self, directory: Path, leaves, treedef):
+    def _path(self, directory: Path, leaves, treedef) -> Path:
         sig = hashlib.sha256(repr([(np.shape(x), str(np.asarray(x).dtype)) for x in leaves]).encode()
                              + str(treedef).encode()).hexdigest()[:12]
-        path = directory / "exported" / f"{self.name}-{_source_key()}-{sig}.bin"
+        return directory / "exported" / f"{self.name}-{_source_key()}-{sig}.bin"
+
+    def _load(self, directory: Path, leaves, treedef):
+        path = self._path(directory, leaves, treedef)
         try:
             exported = jax.export.deserialize(bytearray(path.read_bytes()))
         except (OSError, ValueError):
@@ -402,7 +430,7 @@ class _Exportable:
             specs = [jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype) for x in leaves]
             exported = jax.export.export(jax.jit(flat))(*specs)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(exported.serialize())
             tmp.replace(path)
         return jax.jit(exported.call)
@@ -464,19 +492,40 @@ class Engine:
         """Hidden activations (L, n_probe, D) of ``x`` (n_probe, 2) with the state's weights."""
         return self._hidden(state.params, state.norm, np.asarray(x, np.float32), hyper.arch, np.int32(depth))
 
+    def _singles(self, run: "Run") -> list[tuple[str, "_Exportable", tuple]]:
+        """Each single-session program with arguments shaped as the server's calls are."""
+        common = (run.state, run.data, run.hyper)
+        calls = [(f"train-B{cap}", self._train[cap], common + (np.int32(0), np.int32(0), np.int32(1)))
+                 for cap in self.buckets]
+        calls.append(("frame", self._frame, common + (np.int32(0), np.bool_(True))))
+        calls.append(("hidden", self._hidden, (run.state.params, run.state.norm,
+                                                np.zeros((self.n_probe, 2), np.float32), run.hyper.arch, np.int32(0))))
+        return calls
+
+    def _load_side_by_side(self, calls) -> None:
+        # Each program is its own exported function: loading (or compiling) them side by
+        # side overlaps XLA's native work (it releases the GIL).
+        with ThreadPoolExecutor(max(len(calls), 1), thread_name_prefix="nnplay-warmup") as pool:
+            for result in pool.map(lambda c: jax.block_until_ready(c[1](*c[2])), calls):
+                del result
+
+    def warmup_first(self) -> bool:
+        """Load what a new session with default settings needs first: the training program
+        of its batch bucket and the frame. Returns whether every other single-session
+        program is exported already, so that loading it (about a second each) is all that
+        is left: a server may then report ready and load the rest right after."""
+        run = Run(self, Config(n_points=min(500, self.limits.max_points)))
+        first = {f"train-B{self.bucket(Config().batch_size)}", "frame"}
+        calls = self._singles(run)
+        self._load_side_by_side([c for c in calls if c[0] in first])
+        return all(exp.stored(*args) for name, exp, args in calls if name not in first)
+
     def warmup(self, *, batched_sizes: tuple[int, ...] = (), singles: bool = True) -> None:
         """Compile every function this engine will call (all buckets), so that no setting
-        change later triggers a compilation."""
+        change later triggers a compilation. Programs loaded already cost nothing."""
         run = Run(self, Config(n_points=min(500, self.limits.max_points)))
         if singles:
-            # Each program is its own exported function: loading (or compiling) them side by
-            # side overlaps XLA's native work, ~25 % off a warm start on 2 cores.
-            jobs = [partial(self.train, run.state, run.data, run.hyper, 0, 0, cap) for cap in self.buckets]
-            jobs += [partial(self.frame, run.state, run.data, run.hyper, 0),
-                     partial(self.hidden, run.state, run.hyper, np.zeros((self.n_probe, 2)), 0)]
-            with ThreadPoolExecutor(len(jobs), thread_name_prefix="nnplay-warmup") as pool:
-                for result in pool.map(lambda job: jax.block_until_ready(job()), jobs):
-                    del result
+            self._load_side_by_side(self._singles(run))
         for s in batched_sizes:
             stack = lambda t: jax.tree.map(lambda a: np.stack([a] * s), t)  # noqa: E731
             st, da, hy = stack(run.state), stack(run.data), stack_hyper(run.hyper, s)

@@ -413,3 +413,30 @@ def test_device_inputs_are_copied_once_and_follow_every_change(engine):
     run.set_config(patch_config(run.cfg, {"seed": 3}, engine.limits))  # new points
     np.testing.assert_array_equal(np.asarray(run.device_inputs()[0].x_train), run.data.x_train)
     assert not np.array_equal(np.asarray(data.x_train), run.data.x_train)
+
+
+def test_engines_of_one_process_share_loaded_programs(warm_engine, backend_compiles):
+    """A second engine (as a server's early-loading thread and its app each build one) finds
+    every program the first loaded: no load, no compile, the very same callable."""
+    from core.engine import Engine
+
+    other = Engine(warm_engine.limits)
+    run = Run(other, parse_config({"n_points": 200}))
+    before = backend_compiles()
+    jax.block_until_ready(other.train(run.state, *run.device_inputs(), 2, run.depth, 10, 1))
+    jax.block_until_ready(other.frame(run.state, *run.device_inputs(), run.depth))
+    assert backend_compiles() == before
+    for mine, theirs in ((other._train[16], warm_engine._train[16]), (other._frame, warm_engine._frame)):
+        (sig,) = mine._calls
+        assert mine._calls[sig][0] is theirs._calls[sig][0]
+
+
+def test_warmup_first_says_whether_the_rest_only_has_to_load(warm_engine, monkeypatch):
+    """The warm engine exported every program, so the rest only loads; one program that was
+    never exported (it would compile, for minutes) makes the answer no."""
+    from core.engine import _Exportable
+
+    assert warm_engine.warmup_first() is True
+    stored = _Exportable.stored
+    monkeypatch.setattr(_Exportable, "stored", lambda self, *a: False if "B1024" in self.name else stored(self, *a))
+    assert warm_engine.warmup_first() is False
