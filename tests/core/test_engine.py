@@ -440,3 +440,25 @@ def test_warmup_first_says_whether_the_rest_only_has_to_load(warm_engine, monkey
     stored = _Exportable.stored
     monkeypatch.setattr(_Exportable, "stored", lambda self, *a: False if "B1024" in self.name else stored(self, *a))
     assert warm_engine.warmup_first() is False
+
+
+def test_packed_programs_equal_the_function_called_directly(engine):
+    """A packed program (the batched calls) takes one buffer per dtype and slices its
+    arguments out: the answers equal the plain function's for mixed dtypes and shapes."""
+    import jax.numpy as jnp
+
+    from core.engine import _Exportable
+
+    def fn(a, b):
+        return {"s": a["x"] * b[0] + a["n"], "m": jnp.where(b[1], a["x"].sum(), -1.0),
+                "k": a["k"] ^ jnp.uint32(5), "e": a["empty"].sum() + b[2][1]}
+
+    args = ({"x": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.int32(4),
+             "k": np.arange(3, dtype=np.uint32), "empty": np.zeros((0, 8), np.float32)},
+            (np.float32(2.5), np.bool_(False), np.array([7, -3], np.int32)))
+    want = jax.jit(fn)(*args)
+    for packed in (True, False):
+        got = _Exportable(f"test-pack-{packed}", jax.jit(fn), lambda a: jax.tree.structure(want), packed=packed)(*args)
+        for key in want:
+            np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
+            assert np.asarray(got[key]).dtype == np.asarray(want[key]).dtype
