@@ -462,3 +462,17 @@ def test_packed_programs_equal_the_function_called_directly(engine):
         for key in want:
             np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(want[key]))
             assert np.asarray(got[key]).dtype == np.asarray(want[key]).dtype
+
+
+def test_scalar_arguments_are_put_on_the_device_once_per_value_and_dtype(engine):
+    from core.engine import _device_scalar
+
+    assert _device_scalar("<i4", 3) is _device_scalar("<i4", 3)
+    one, true = _device_scalar("<i4", 1), _device_scalar("|b1", True)
+    assert one is not true and one.dtype == np.int32 and true.dtype == np.bool_ and int(one) == 1 and bool(true)
+    # and a run's calls with changing scalars (epochs, depth) still see each value
+    run = Run(engine, parse_config({"n_points": 100}))
+    for n in (1, 3, 2):
+        before = run.epoch
+        run.train(n)
+        assert run.epoch == before + n
