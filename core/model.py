@@ -74,6 +74,16 @@ def activate(z: jax.Array, index: jax.Array) -> jax.Array:
     return out
 
 
+def matmul(h: jax.Array, w: jax.Array) -> jax.Array:
+    """``h @ w`` for (n, D) x (D, m). A minibatch (n <= 128) multiplies and sums in one
+    fused elementwise kernel: XLA's CPU dot of such tiny matrices costs several times more
+    (25 gradient steps of a 6x8 net on 16 rows: 0.21 ms instead of 0.83). Larger arrays
+    (metrics, grids) keep the dot."""
+    if h.shape[0] <= 128:
+        return (h[:, :, None] * w[None]).sum(1)
+    return h @ w
+
+
 def layers_run(depth, n_layers: int) -> int:
     """How many layer slots the traced code visits: ``depth`` itself when it is a Python int
     (a specialised branch), else all ``n_layers`` with the unused ones masked out."""
@@ -134,13 +144,13 @@ def forward(
             h, a, mu, var = jax.lax.cond(layer < depth, dense, skip, h)
         hidden.append(a)
         stats.append((mu, var))
-    return h @ params.w_out + params.b_out, hidden, stats
+    return matmul(h, params.w_out) + params.b_out, hidden, stats
 
 
 def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, h):
     """One hidden layer: Dense, optional batch/layer norm, activation, unit mask, dropout.
     Returns (next input, activations, batch mean, batch variance)."""
-    z = h @ params.w[layer] + params.b[layer]
+    z = matmul(h, params.w[layer]) + params.b[layer]
     um = arch.unit_mask[layer]
     if rows is not None:  # training: this batch's statistics
         cnt = jnp.maximum(rows.sum(), 1.0)
