@@ -515,7 +515,7 @@ class Engine:
         self._frame = _Exportable(f"frame-{static}", jax.jit(partial(frame, n_layers=self.n_layers)), _triple_out)
         self._train_many = {
             cap: _Exportable(f"train_many-{static}-B{cap}", jax.jit(jax.vmap(
-                partial(train_chunk, n_layers=self.n_layers, bcap=cap, chunk=self.chunk),
+                partial(train_chunk, n_layers=self.n_layers, bcap=cap, chunk=self.chunk, batched=True),
                 in_axes=(0, 0, HYPER_AXES, None, None, None))), _state_out, packed=True)
             for cap in self.buckets
         }

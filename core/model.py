@@ -74,12 +74,13 @@ def activate(z: jax.Array, index: jax.Array) -> jax.Array:
     return out
 
 
-def matmul(h: jax.Array, w: jax.Array) -> jax.Array:
-    """``h @ w`` for (n, D) x (D, m). A minibatch (n <= 128) multiplies and sums in one
-    fused elementwise kernel: XLA's CPU dot of such tiny matrices costs several times more
-    (25 gradient steps of a 6x8 net on 16 rows: 0.21 ms instead of 0.83). Larger arrays
-    (metrics, grids) keep the dot."""
-    if h.shape[0] <= 128:
+def matmul(h: jax.Array, w: jax.Array, fused: bool = False) -> jax.Array:
+    """``h @ w`` for (n, D) x (D, m). ``fused`` (one session's minibatch, n <= 128): multiply
+    and sum in one elementwise kernel, as XLA's CPU dot of such tiny matrices costs several
+    times more (25 gradient steps of a 6x8 net on 16 rows: 0.21 ms instead of 0.83). Not for
+    a batched (vmap) call, where the dot batches well and this form is slower (16 sessions:
+    1.2-1.5x), nor for large arrays (metrics, grids)."""
+    if fused and h.shape[0] <= 128:
         return (h[:, :, None] * w[None]).sum(1)
     return h @ w
 
@@ -128,6 +129,7 @@ def forward(
     norm: Norm,
     rows: jax.Array | None = None,  # (n,) 1 for real rows; batch statistics in training
     keep: jax.Array | None = None,  # (n, L, D) dropout keep mask already scaled by 1/(1-p)
+    fused: bool = False,  # see ``matmul``: one session's minibatch
 ) -> tuple[jax.Array, list[jax.Array], list[tuple[jax.Array, jax.Array]]]:
     """Returns output pre-activations (n, K), each hidden layer's activations (n, D), and the
     batch statistics used per layer (training mode) for the running averages. ``depth`` is a
@@ -136,7 +138,7 @@ def forward(
     hidden, stats = [], []
     n_layers = params.w.shape[0]
     for layer in range(layers_run(depth, n_layers)):
-        dense = partial(_dense, params, arch, layer, norm, rows, None if keep is None else keep[:, layer])
+        dense = partial(_dense, params, arch, layer, norm, rows, None if keep is None else keep[:, layer], fused)
         if isinstance(depth, int):
             h, a, mu, var = dense(h)
         else:  # a real conditional when depth is not batched: unused layers cost nothing
@@ -144,13 +146,13 @@ def forward(
             h, a, mu, var = jax.lax.cond(layer < depth, dense, skip, h)
         hidden.append(a)
         stats.append((mu, var))
-    return matmul(h, params.w_out) + params.b_out, hidden, stats
+    return matmul(h, params.w_out, fused) + params.b_out, hidden, stats
 
 
-def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, h):
+def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused: bool, h):
     """One hidden layer: Dense, optional batch/layer norm, activation, unit mask, dropout.
     Returns (next input, activations, batch mean, batch variance)."""
-    z = matmul(h, params.w[layer]) + params.b[layer]
+    z = matmul(h, params.w[layer], fused) + params.b[layer]
     um = arch.unit_mask[layer]
     if rows is not None:  # training: this batch's statistics
         cnt = jnp.maximum(rows.sum(), 1.0)

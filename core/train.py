@@ -8,6 +8,7 @@ capacity ``bcap`` (a few buckets cover batch sizes 1..N) and the epochs per call
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -120,9 +121,9 @@ def penalty(params: Params, arch: Arch, depth, reg: Reg) -> jax.Array:
     return reg.l1 * l1 + reg.l2 * l2
 
 
-def _objective(params, x, y, rows, keep, norm, hyper: Hyper, depth: int):
+def _objective(params, x, y, rows, keep, norm, hyper: Hyper, depth: int, fused: bool = False):
     task = hyper.task
-    z, _, stats = forward(params, x, hyper.arch, depth, norm=norm, rows=rows, keep=keep)
+    z, _, stats = forward(params, x, hyper.arch, depth, norm=norm, rows=rows, keep=keep, fused=fused)
     loss = per_row_loss(z, y, task.out_act, task.loss, task.out_mask, task.classification)
     w = jnp.where(task.classification, task.class_w[jnp.clip(y.astype(jnp.int32), 0, K - 1)], 1.0)
     data = (loss * w * rows).sum() / jnp.maximum(rows.sum(), 1.0)
@@ -161,7 +162,8 @@ def _finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
 
 
-def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bcap: int, measure, epochs_since):
+def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bcap: int, measure, epochs_since,
+           batched: bool = False):
     """One pass over the training points in minibatches; metrics only when ``measure``."""
     task, reg = hyper.task, hyper.reg
     N = data.x_train.shape[0]
@@ -177,7 +179,7 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
     n_updates = (n + B - 1) // B
     lr = optim.schedule(state.epoch, hyper.opt)
     mask = param_mask(hyper.arch, depth, n_layers)
-    grad_fn = jax.value_and_grad(_objective, has_aux=True)
+    grad_fn = jax.value_and_grad(partial(_objective, fused=not batched), has_aux=True)
 
     def update(i, carry):
         params, opt_state, norm, gsum = carry
@@ -269,14 +271,16 @@ def _row(m: dict, state: TrainState, lr, gnorm, hyper: Hyper, depth: int) -> jax
 
 def train_chunk(
     state: TrainState, data: Data, hyper: Hyper, n_epochs: jax.Array, depth: jax.Array, every: jax.Array,
-    *, n_layers: int, bcap: int, chunk: int,
+    *, n_layers: int, bcap: int, chunk: int, batched: bool = False,
 ) -> tuple[TrainState, jax.Array, jax.Array]:
     """Train up to ``chunk`` epochs (``n_epochs`` of them; fewer if early stopping fires or the
     run diverges). Metrics are measured every ``every`` epochs and after the last one; the
     history (chunk, M) holds NaN rows in between. Returns (state, history, (chunk,) trained).
 
     ``n_epochs``, ``depth`` and ``every`` are shared by all sessions of a batched call, so the
-    conditionals on them stay real branches under ``vmap`` (skipped work costs nothing)."""
+    conditionals on them stay real branches under ``vmap`` (skipped work costs nothing).
+    ``batched``: this is traced under ``vmap``, where the minibatch products keep XLA's dot
+    (see ``model.matmul``)."""
     M = len(names(n_layers))
     data = with_features(data)
 
@@ -288,7 +292,7 @@ def train_chunk(
         frozen = state.stopped | state.diverged
 
         def run(s):
-            new, row = _epoch(s, data, hyper, depth, n_layers, bcap, measure, since)
+            new, row = _epoch(s, data, hyper, depth, n_layers, bcap, measure, since, batched)
             return _with_ok(_tree_where(frozen, s, new), jnp.where(frozen, jnp.nan, row), ~frozen)
 
         return lax.cond(

@@ -396,3 +396,37 @@ def test_a_shuffled_epoch_is_sgd_over_the_points_in_the_shuffled_order(engine):
     np.testing.assert_allclose(got["b"], [b], rtol=1e-5, atol=1e-6)
     w_stored, _ = sgd(range(n))
     assert np.abs(w_stored - w).max() > 1e-4  # the order matters: the test can tell
+
+
+@pytest.mark.parametrize("rows", [1, 16, 128, 129])
+def test_fused_minibatch_product_equals_numpy(rows):
+    """``matmul(fused=True)`` (a minibatch's multiply-and-sum) equals NumPy's product; above
+    128 rows it is the dot either way."""
+    from core.model import matmul
+
+    rng = np.random.default_rng(rows)
+    h, w = rng.normal(size=(rows, 8)).astype(np.float32), rng.normal(size=(8, 5)).astype(np.float32)
+    want = h.astype(np.float64) @ w.astype(np.float64)
+    for fused in (True, False):
+        np.testing.assert_allclose(np.asarray(matmul(jnp.asarray(h), jnp.asarray(w), fused)), want, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_objective_gradients_equal_the_dot_ones(engine):
+    """One session's training uses the fused products, a batched call the dot: both give the
+    same loss and gradients for a deep net with every layer in use."""
+    cfg = parse_config({"dataset": "spiral", "n_points": 100, "features": ["x1", "x2", "x1_sq", "sin_x1"],
+                        "layers": [{"units": 8, "activation": "tanh"}, {"units": 5, "activation": "relu"},
+                                   {"units": 3, "activation": "gelu"}], "l2": 0.001})
+    run = Run(engine, cfg)
+    x = padded_features(jnp.asarray(run.data.x_train[:16]))
+    y, rows = jnp.asarray(run.data.y_train[:16]), jnp.ones(16)
+    norm = Norm(*(jnp.asarray(a) for a in run.state.norm))
+    params = jax.tree.map(jnp.asarray, run.state.params)
+    out = {}
+    for fused in (True, False):
+        out[fused] = jax.value_and_grad(
+            lambda p: _objective(p, x, y, rows, None, norm, run.hyper, run.depth, fused)[0])(params)
+    np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(out[True][1]), jax.tree.leaves(out[False][1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert float(jnp.abs(out[True][1].w).sum()) > 0
