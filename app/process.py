@@ -23,14 +23,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def command(python: str | None = None) -> list[str]:
+    """How to run ``nnplay`` with this Python: its console script, or the module when the
+    project is on the path without being installed (as on a machine without a venv)."""
+    python = python or sys.executable
+    script = Path(python).with_name("nnplay")
+    return [str(script)] if script.exists() else [python, "-m", "app.cli"]
+
+
 def start(port: int, env: dict[str, str] | None = None, log: IO[bytes] | int | None = None) -> subprocess.Popen:
     """Start the server in its own process group (``env`` adds NNPLAY_* settings; batched
     warm-up is off unless given). ``log`` receives stdout and stderr (default: stderr piped)."""
     full = {**os.environ, "NNPLAY_WARMUP_SESSIONS": "", **(env or {})}
-    exe = Path(sys.executable).with_name("nnplay")
     out = subprocess.DEVNULL if log is None else log
     err = subprocess.PIPE if log is None else subprocess.STDOUT
-    return subprocess.Popen([str(exe), "serve", "--host", HOST, "--port", str(port)], cwd=ROOT, env=full,
+    return subprocess.Popen([*command(), "serve", "--host", HOST, "--port", str(port)], cwd=ROOT, env=full,
                             stdout=out, stderr=err, start_new_session=True)
 
 

@@ -98,11 +98,11 @@ async def main_async(args) -> dict:
     url = args.url
     if not url:
         port = free_port()
-        sizes = () if args.clients == 1 else (8, 32, 64)
+        sizes = tuple(args.warmup_sessions) if args.warmup_sessions is not None else (() if args.clients == 1 else (8, 32, 64))
         proc = process.start(port, {
             "NNPLAY_MAX_SESSIONS": str(max(args.clients, 1) + 5), "NNPLAY_WARMUP_SESSIONS": ",".join(map(str, sizes)),
             "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5), "NNPLAY_RATE_LIMIT": "100"},
-            log=subprocess.DEVNULL)
+            log=open(args.server_log, "ab") if args.server_log else subprocess.DEVNULL)
         ready_s = await asyncio.to_thread(process.wait_ready, port, proc, 900, sizes)
         url = f"ws://127.0.0.1:{port}/ws"
     try:
@@ -138,6 +138,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=1)
     p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--warmup-sessions", type=lambda v: [int(x) for x in v.split(",") if x], default=None,
+                   help="batched sizes the started server compiles (default: none for 1 client, else 8,32,64)")
+    p.add_argument("--server-log", default=None, help="append the started server's output to this file")
     p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT/ws of a running server (loopback only)")
     args = p.parse_args()
     if not 1 <= args.clients <= 500 or not 1 <= args.seconds <= 900:

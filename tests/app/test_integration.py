@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
@@ -98,3 +101,13 @@ def test_restart_then_reconnect(server):
                     break
     finally:
         stop(proc2)
+
+
+def test_command_without_console_script_runs_the_module(tmp_path):
+    assert process.command(sys.executable) == [str(Path(sys.executable).with_name("nnplay"))]
+    bare = str(tmp_path / "python3")  # a Python whose folder has no nnplay script
+    assert process.command(bare) == [bare, "-m", "app.cli"]
+    # and the module form is a working nnplay: a bad config exits 2 with the field named
+    out = subprocess.run([sys.executable, "-m", "app.cli", "train", "-", "--epochs", "1"], cwd=process.ROOT,
+                         input='{"learning_rate": -1}', capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "learning_rate" in out.stderr, out.stderr
