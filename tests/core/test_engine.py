@@ -141,6 +141,26 @@ def test_batched_equals_separate_runs(warm_engine, batched_size):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_batched_equals_separate_runs_for_every_activation(warm_engine, batched_size, activation):
+    # One session's minibatch selects among all activations; a batched call branches on the
+    # shared index. Both must train alike, gradients included.
+    engine = warm_engine
+    layers = [{"units": 5, "activation": activation}, {"units": 3, "activation": activation}]
+    cfgs = [parse_config({"dataset": "xor", "n_points": 100, "layers": layers, "optimizer": "adam", "seed": k,
+                          "learning_rate": 0.01 * (k + 1), "batch_size": 8}) for k in range(batched_size)]
+    runs = [Run(engine, c) for c in cfgs]
+    states, hist, ok = engine.train_many(stack([r.state for r in runs]), stack([r.data for r in runs]),
+                                         stack_hyper([r.hyper for r in runs]), 4, 2, engine.bucket(8), 1)
+    hist, ok = np.asarray(hist), np.asarray(ok)
+    for k, run in enumerate(runs):
+        np.testing.assert_allclose(hist[k][ok[k]], run.train(4), rtol=2e-5, atol=2e-6)
+        for mine, theirs in zip(jax.tree.leaves(unstack(states, k).params), jax.tree.leaves(run.state.params)):
+            np.testing.assert_allclose(mine, np.asarray(theirs), rtol=2e-5, atol=2e-6)
+    assert not np.allclose(hist[0][ok[0]], hist[1][ok[1]])
+
+
+@pytest.mark.slow
 def test_batched_setting_changes_do_not_compile(warm_engine, batched_size, backend_compiles):
     engine = warm_engine
     runs = [Run(engine, c) for c in batch_configs()]
