@@ -257,27 +257,32 @@ def _opt_init(params: Params):
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
 
 
-# Batched calls share what selects code: activations, norms, optimizer and the optional work
-# flags (the scheduler groups sessions by ``group_key``), so these stay real branches under
-# vmap instead of selects that compute every alternative.
+# Batched calls share what selects code: activations, norms, output activation, loss,
+# optimizer and the optional work flags (the scheduler groups sessions by ``group_key``), so
+# these stay real branches under vmap instead of selects that compute every alternative.
 HYPER_AXES = Hyper(
     arch=Arch(feat_mask=0, unit_mask=0, act=None, out_mask=0, batch_norm=None, layer_norm=None),
-    opt=OptHyper(*([None] + [0] * (len(OptHyper._fields) - 1))), reg=0, task=0,
+    opt=OptHyper(*([None] + [0] * (len(OptHyper._fields) - 1))), reg=0,
+    task=Task(*[0] * len(Task._fields))._replace(out_act=None, loss=None),
     flags=Flags(shuffle=None, augment=None, dropout=None))
+
+
+def _code_key(hyper: Hyper, depth: int) -> tuple:
+    a, t = hyper.arch, hyper.task
+    return (depth, tuple(np.asarray(a.act).tolist()), bool(a.batch_norm), bool(a.layer_norm),
+            int(t.out_act), int(t.loss))
 
 
 def group_key(hyper: Hyper, depth: int) -> tuple:
     """Sessions with equal keys can be stepped in one batched call."""
-    a, f = hyper.arch, hyper.flags
-    return (depth, tuple(np.asarray(a.act).tolist()), bool(a.batch_norm), bool(a.layer_norm),
-            int(hyper.opt.optimizer), bool(f.shuffle), bool(f.augment), bool(f.dropout))
+    f = hyper.flags
+    return _code_key(hyper, depth) + (int(hyper.opt.optimizer), bool(f.shuffle), bool(f.augment), bool(f.dropout))
 
 
 def frame_key(hyper: Hyper, depth: int) -> tuple:
     """Sessions with equal keys can be drawn in one batched frame call: a frame does not use
     the optimizer or the optional-work flags, so sessions that differ in those share it."""
-    a = hyper.arch
-    return (depth, tuple(np.asarray(a.act).tolist()), bool(a.batch_norm), bool(a.layer_norm))
+    return _code_key(hyper, depth)
 
 
 def stack_hyper(hypers, s: int | None = None) -> Hyper:
@@ -290,6 +295,7 @@ def stack_hyper(hypers, s: int | None = None) -> Hyper:
         arch=stacked.arch._replace(act=np.asarray(h0.arch.act), batch_norm=h0.arch.batch_norm,
                                    layer_norm=h0.arch.layer_norm),
         opt=stacked.opt._replace(optimizer=h0.opt.optimizer),
+        task=stacked.task._replace(out_act=h0.task.out_act, loss=h0.task.loss),
         flags=h0.flags,
     )
 

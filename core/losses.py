@@ -17,8 +17,32 @@ SIGMOID, SOFTMAX, LINEAR, TANH = (OUTPUT_ACTIVATIONS.index(a) for a in ("sigmoid
 MSE, MAE, BCE, CCE = (LOSSES.index(name) for name in ("mse", "mae", "binary_crossentropy", "categorical_crossentropy"))
 
 
-def outputs(z: jax.Array, out_act: jax.Array, out_mask: jax.Array) -> jax.Array:
+def _branch(n: int, select: bool) -> bool:
+    """Whether to take a real branch on an output or loss index rather than compute every
+    alternative and select: yes for large arrays (grids, the whole data set) and for batched
+    calls, whose sessions share the index; no for one session's minibatch (``select``), where
+    a conditional costs more than the few elements it would skip."""
+    return n > 128 or not select
+
+
+def _single(v: jax.Array, z: jax.Array) -> jax.Array:
+    """A one-unit output (n, 1) padded with zeros to (n, K)."""
+    return jnp.concatenate([v, jnp.zeros_like(z[:, 1:])], axis=1)
+
+
+_OUTPUT_FNS = {
+    "sigmoid": lambda z, m: _single(jax.nn.sigmoid(z[:, :1]), z),
+    "softmax": lambda z, m: jax.nn.softmax(jnp.where(m > 0, z, -1e9), axis=-1),
+    "linear": lambda z, m: _single(z[:, :1], z),
+    "tanh": lambda z, m: _single(jnp.tanh(z[:, :1]), z),
+}
+assert tuple(_OUTPUT_FNS) == OUTPUT_ACTIVATIONS
+
+
+def outputs(z: jax.Array, out_act: jax.Array, out_mask: jax.Array, select: bool = True) -> jax.Array:
     """The network's output (n, K): sigmoid / softmax / linear / tanh of the pre-activations."""
+    if _branch(z.shape[0], select):
+        return jax.lax.switch(out_act, list(_OUTPUT_FNS.values()), z, out_mask)
     z1 = z[:, :1]
     single = jnp.where(out_act == SIGMOID, jax.nn.sigmoid(z1), jnp.where(out_act == TANH, jnp.tanh(z1), z1))
     soft = jax.nn.softmax(jnp.where(out_mask > 0, z, -1e9), axis=-1)
@@ -41,28 +65,44 @@ def per_row_loss(
     loss: jax.Array,
     out_mask: jax.Array,  # (K,)
     classification: jax.Array,
+    select: bool = True,  # see ``_branch``
 ) -> jax.Array:
     """(n,) loss of each row. Cross-entropies are computed from logits for stability."""
-    out = outputs(z, out_act, out_mask)
-    t = targets(y, out_act, classification)
     n_out = jnp.maximum(out_mask.sum(), 1.0)
-    err = (out - t) * out_mask
-    mse = (err**2).sum(-1) / n_out  # Keras: mean over the output units
-    mae = jnp.abs(err).sum(-1) / n_out
-    bce = optax.sigmoid_binary_cross_entropy(z[:, 0], y)
-    logits = jnp.where(out_mask > 0, z, -1e9)
-    cce = optax.softmax_cross_entropy_with_integer_labels(logits, y.astype(jnp.int32))
+
+    def err():
+        return (outputs(z, out_act, out_mask, select) - targets(y, out_act, classification)) * out_mask
+
+    fns = {
+        "mse": lambda: (err() ** 2).sum(-1) / n_out,  # Keras: mean over the output units
+        "mae": lambda: jnp.abs(err()).sum(-1) / n_out,
+        "binary_crossentropy": lambda: optax.sigmoid_binary_cross_entropy(z[:, 0], y),
+        "categorical_crossentropy": lambda: optax.softmax_cross_entropy_with_integer_labels(
+            jnp.where(out_mask > 0, z, -1e9), y.astype(jnp.int32)),
+    }
+    if _branch(z.shape[0], select):
+        return jax.lax.switch(loss, [fns[name] for name in LOSSES])
+    mse, mae, bce, cce = (fns[name]() for name in ("mse", "mae", "binary_crossentropy", "categorical_crossentropy"))
     return jnp.select([loss == MSE, loss == MAE, loss == BCE], [mse, mae, bce], cce)
 
 
 def predicted_class(out: jax.Array, out_act: jax.Array) -> jax.Array:
     """(n,) int class from outputs (n, K)."""
+    if _branch(out.shape[0], True):
+        above = lambda t: lambda o: (o[:, 0] > t).astype(jnp.int32)  # noqa: E731
+        fns = {"sigmoid": above(0.5), "softmax": lambda o: jnp.argmax(o, -1).astype(jnp.int32),
+               "linear": above(0.5), "tanh": above(0.0)}
+        return jax.lax.switch(out_act, [fns[a] for a in OUTPUT_ACTIVATIONS], out)
     binary = jnp.where(out_act == TANH, out[:, 0] > 0, out[:, 0] > 0.5).astype(jnp.int32)
     return jnp.where(out_act == SOFTMAX, jnp.argmax(out, -1), binary)
 
 
 def positive_prob(out: jax.Array, out_act: jax.Array) -> jax.Array:
     """(n,) score for class 1 in [0, 1] (binary), or the top class's probability (softmax)."""
+    if _branch(out.shape[0], True):
+        fns = {"sigmoid": lambda o: o[:, 0], "softmax": lambda o: o.max(-1), "linear": lambda o: o[:, 0],
+               "tanh": lambda o: (o[:, 0] + 1) / 2}
+        return jax.lax.switch(out_act, [fns[a] for a in OUTPUT_ACTIVATIONS], out)
     return jnp.select(
         [out_act == SIGMOID, out_act == TANH, out_act == SOFTMAX],
         [out[:, 0], (out[:, 0] + 1) / 2, out.max(-1)],

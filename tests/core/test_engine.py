@@ -93,15 +93,15 @@ def unstack(tree, k):
 
 
 # Sessions stepped together share depth, activations and (so that they stay real branches under
-# vmap) optimizer, norms and which optional work they do (shuffle, input noise, dropout); they
-# differ in everything else.
+# vmap) output activation, loss, optimizer, norms and which optional work they do (shuffle,
+# input noise, dropout); they differ in everything else.
 SHARED = {"layers": [{"units": 4, "activation": "relu"}, {"units": 2, "activation": "tanh"}], "optimizer": "adam",
           "n_points": 120}
 BATCH_CONFIGS = [
     {"dataset": "circle", "learning_rate": 0.03, "seed": 1, "batch_size": 10, "dropout": 0.2, "input_noise": 0.1},
     {"dataset": "xor", "learning_rate": 0.01, "beta_1": 0.8, "seed": 2, "batch_size": 5, "l2": 0.01,
      "features": ["x1", "x2", "x1x2"], "dropout": 0.1, "input_noise": 0.3, "n_points": 200},
-    {"dataset": "blobs", "classes": 3, "seed": 3, "batch_size": 16, "input_noise": 0.2, "dropout": 0.3,
+    {"dataset": "gauss", "noise": 0.3, "seed": 3, "batch_size": 16, "input_noise": 0.2, "dropout": 0.3,
      "lr_schedule": "cosine", "decay_epochs": 4,
      "layers": [{"units": 6, "activation": "relu"}, {"units": 3, "activation": "tanh"}]},
 ]
@@ -157,6 +157,38 @@ def test_batched_equals_separate_runs_for_every_activation(warm_engine, batched_
         np.testing.assert_allclose(hist[k][ok[k]], run.train(4), rtol=2e-5, atol=2e-6)
         for mine, theirs in zip(jax.tree.leaves(unstack(states, k).params), jax.tree.leaves(run.state.params)):
             np.testing.assert_allclose(mine, np.asarray(theirs), rtol=2e-5, atol=2e-6)
+    assert not np.allclose(hist[0][ok[0]], hist[1][ok[1]])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", [
+    {"dataset": "circle", "output_activation": "sigmoid", "loss": "binary_crossentropy"},
+    {"dataset": "circle", "output_activation": "sigmoid", "loss": "mse"},
+    {"dataset": "xor", "output_activation": "tanh", "loss": "mse"},
+    {"dataset": "blobs", "classes": 3, "output_activation": "softmax", "loss": "categorical_crossentropy"},
+    {"dataset": "spiral", "classes": 4, "output_activation": "softmax", "loss": "mse"},
+    {"problem": "regression", "dataset": "plane", "loss": "mse"},
+    {"problem": "regression", "dataset": "multigauss", "loss": "mae"},
+])
+def test_batched_equals_separate_runs_for_every_output_and_loss(warm_engine, batched_size, task):
+    # A batched call branches on the shared output activation and loss; one session's
+    # minibatch selects. Losses, weights and frames must agree.
+    engine = warm_engine
+    layers = [{"units": 6, "activation": "tanh"}, {"units": 3, "activation": "relu"}]
+    cfgs = [parse_config({"n_points": 120, "layers": layers, "optimizer": "rmsprop", "seed": k, "batch_size": 10,
+                          "learning_rate": 0.01 * (k + 1), **task}) for k in range(batched_size)]
+    runs = [Run(engine, c) for c in cfgs]
+    assert len({group_key(r.hyper, r.depth) for r in runs}) == 1
+    states, datas, hypers = (stack([r.state for r in runs]), stack([r.data for r in runs]),
+                             stack_hyper([r.hyper for r in runs]))
+    states, hist, ok = engine.train_many(states, datas, hypers, 4, 2, engine.bucket(10), 1)
+    hist, ok = np.asarray(hist), np.asarray(ok)
+    out, neurons, rows = engine.frame_many(states, datas, hypers, 2)
+    for k, run in enumerate(runs):
+        np.testing.assert_allclose(hist[k][ok[k]], run.train(4), rtol=2e-5, atol=2e-6)
+        o, n, r = run.frame()
+        assert np.abs(np.asarray(out)[k].astype(int) - o).max() <= 1
+        np.testing.assert_allclose(np.asarray(rows)[k], r, rtol=1e-5, atol=1e-6)
     assert not np.allclose(hist[0][ok[0]], hist[1][ok[1]])
 
 
@@ -398,9 +430,12 @@ def test_one_frame_call_for_sessions_that_differ_in_optimizer_and_flags(warm_eng
         assert np.abs(np.asarray(out)[k].astype(int) - o).max() <= 1
         assert np.abs(np.asarray(neurons)[k].astype(int) - n).max() <= 1
         np.testing.assert_allclose(np.asarray(rows)[k], r, rtol=1e-5, atol=1e-6)
-    # and a different activation or norm is a different frame program branch
-    other = Run(engine, parse_config({**SHARED, "batch_norm": True}))
-    assert frame_key(other.hyper, other.depth) != frame_key(runs[0].hyper, runs[0].depth)
+    # and a different activation, norm, output activation or loss is a different branch
+    for change in ({"batch_norm": True}, {"output_activation": "tanh"}, {"loss": "mse"},
+                   {"layers": [{"units": 4, "activation": "relu"}, {"units": 2, "activation": "elu"}]}):
+        other = Run(engine, parse_config({**SHARED, **change}))
+        assert frame_key(other.hyper, other.depth) != frame_key(runs[0].hyper, runs[0].depth), change
+        assert group_key(other.hyper, other.depth) != group_key(runs[0].hyper, runs[0].depth), change
 
 
 @pytest.mark.parametrize("extra", [
