@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
 import threading
 import time
@@ -105,7 +106,7 @@ class Session:
         """Store a frame (replacing an unsent one) and append measured history rows."""
         cfg = self.run.cfg
         m = metrics_dict(row, self.engine.metric_names, cfg)
-        finite = {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in m.items()}
+        finite = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in m.items()}
         units = [layer.units for layer in cfg.layers]
         multi = cfg.n_outputs > 1
         parts = [np.ascontiguousarray(out[0])]
@@ -113,23 +114,18 @@ class Session:
             parts.append(np.ascontiguousarray(out[1]))
         for j, u in enumerate(units):
             parts.append(np.ascontiguousarray(neurons[j, :u]))
-        weights = self.run.weights()
-        flat = np.concatenate([np.ravel(np.array(lw["w"], np.float32)) for lw in weights]
-                              + [np.array(lw["b"], np.float32) for lw in weights])
-        flat = np.nan_to_num(flat, nan=0.0, posinf=3.4e38, neginf=-3.4e38).astype(np.float32)
+        flat = self.run.weights_flat()
+        if not np.isfinite(flat).all():
+            flat = np.nan_to_num(flat, nan=0.0, posinf=3.4e38, neginf=-3.4e38).astype(np.float32)
         parts.append(flat)
         header = {
             "type": "frame", "version": self.version, "epoch": int(self.run.epoch), "playing": self.playing,
             "diverged": bool(m["diverged"]), "stopped": bool(m["stopped"]), "units": units,
             "features": list(cfg.features), "outputs": cfg.n_outputs, "classes": cfg.classes if cfg.problem == "classification" else 0,
             "grid": int(out.shape[-1]), "neuron_grid": int(neurons.shape[-1]) if neurons.size else 0,
-            "sections": [], "metrics": finite,
+            "sections": _sections(multi, len(units), tuple((p.dtype.num, p.shape) for p in parts), parts),
+            "metrics": finite,
         }
-        offset = 0
-        names = ["output"] + (["output_class"] if multi else []) + [f"layer{j}" for j in range(len(units))] + ["weights"]
-        for name, p in zip(names, parts):
-            header["sections"].append({"name": name, "dtype": str(p.dtype), "shape": list(p.shape), "offset": offset})
-            offset += p.nbytes
         rows = []
         for r in hist_rows:
             if np.isfinite(r[self._idx["train_loss"]]) or r[self._idx["diverged"]] > 0:
@@ -173,6 +169,25 @@ class Session:
         d = [(p.x1 - x1) ** 2 + (p.x2 - x2) ** 2 for p in existing]
         existing.pop(int(np.argmin(d)))
         return cfg.model_copy(update={"dataset": "custom", "points": existing})
+
+
+_SECTIONS: dict[tuple, list[dict]] = {}
+
+
+def _sections(multi: bool, n_layers: int, key: tuple, parts: list[np.ndarray]) -> list[dict]:
+    """Each payload array's name, dtype, shape and byte offset; the same for every frame of a
+    configuration, so built once per layout (frames share the list: it is only serialised)."""
+    found = _SECTIONS.get((multi, n_layers, key))
+    if found is None:
+        names = ["output"] + (["output_class"] if multi else []) + [f"layer{j}" for j in range(n_layers)] + ["weights"]
+        found, offset = [], 0
+        for name, p in zip(names, parts):
+            found.append({"name": name, "dtype": str(p.dtype), "shape": list(p.shape), "offset": offset})
+            offset += p.nbytes
+        if len(_SECTIONS) > 4096:
+            _SECTIONS.clear()
+        _SECTIONS[(multi, n_layers, key)] = found
+    return found
 
 
 def _as_points(run: Run) -> list[Point]:

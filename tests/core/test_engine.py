@@ -531,3 +531,36 @@ def test_scalar_arguments_are_put_on_the_device_once_per_value_and_dtype(engine)
         before = run.epoch
         run.train(n)
         assert run.epoch == before + n
+
+
+@pytest.mark.parametrize("data", [
+    {"layers": []},
+    {"features": ["x2", "sin_x1", "x1x2"], "layers": [{"units": 3}, {"units": 5}]},
+    {"dataset": "blobs", "classes": 4, "features": ALL_FEATURES, "batch_norm": True,
+     "layers": [{"units": 8}] * 6},
+    {"problem": "regression", "dataset": "plane", "features": ["x1_sq", "x1"], "layers": [{"units": 1}]},
+])
+def test_flat_weights_are_the_exported_weights_flattened(engine, data):
+    # the frame's weights section: every layer's w (row-major), then every b
+    run = Run(engine, parse_config(data))
+    run.train(2)
+    layers = run.weights()
+    expected = np.concatenate([np.ravel(np.array(lw["w"], np.float32)) for lw in layers]
+                              + [np.array(lw["b"], np.float32) for lw in layers])
+    got = run.weights_flat()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_metrics_dict_reads_every_field_and_the_confusion_matrix(engine):
+    run = Run(engine, parse_config({"dataset": "blobs", "classes": 3}))
+    run.train(3)
+    row = np.asarray(run.frame()[2])
+    names = engine.metric_names
+    m = run.metrics(row)
+    for n, v in zip(names, row):
+        if not n.startswith("confusion_") and n not in ("diverged", "stopped"):
+            assert m[n] == pytest.approx(float(v), nan_ok=True), n
+    conf = np.array(m["confusion"])
+    assert conf.shape == (3, 3) and conf.sum() == run.split.x_test.shape[0]
+    assert conf[1, 2] == row[names.index("confusion_12")]
