@@ -11,6 +11,7 @@ import math
 import os
 import secrets
 import time
+from collections import deque
 from urllib.parse import urlsplit
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -188,14 +189,13 @@ async def serve_session(ws: WebSocket, app_state) -> None:
         await ws.close(code=CLOSE_FULL, reason=f"too many connections from your address ({settings.max_connections_per_ip})")
         return
     loop = asyncio.get_running_loop()
-    ready = asyncio.Event()
-    outbox: asyncio.Queue = asyncio.Queue(maxsize=256)
+    outbox = Outbox()
 
     def notify(_s: Session) -> None:
-        loop.call_soon_threadsafe(ready.set)
+        loop.call_soon_threadsafe(outbox.ready.set)
 
     def reply_threadsafe(msg: dict) -> None:
-        loop.call_soon_threadsafe(_put, outbox, msg)
+        loop.call_soon_threadsafe(outbox.put, msg)
 
     app_state.next_id += 1
     session = Session(app_state.next_id, app_state.engine, start_config(settings.limits), notify)
@@ -208,7 +208,7 @@ async def serve_session(ws: WebSocket, app_state) -> None:
                                                               "max_units": settings.max_units,
                                                               "max_points": settings.max_points,
                                                               "chunk": app_state.engine.chunk}})
-    sender = asyncio.create_task(_send_loop(ws, session, ready, outbox, metrics))
+    sender = asyncio.create_task(_send_loop(ws, session, outbox, metrics))
     room = RoomSlot()
     bucket = TokenBucket(settings.rate_limit, 2 * settings.rate_limit)
     try:
@@ -231,30 +231,30 @@ async def serve_session(ws: WebSocket, app_state) -> None:
                 error = f"rate limit: at most {settings.rate_limit:g} messages per second"
             if error:
                 metrics.errors.labels("bad_message").inc()
-                _put(outbox, {"type": "error", "message": error})
+                outbox.put({"type": "error", "message": error})
                 continue
             try:
                 cmd = parse_message(text, session, settings.limits)
             except ConfigError as err:
                 metrics.errors.labels("config").inc()
-                _put(outbox, {"type": "error", "message": err.messages[0], "messages": err.messages})
+                outbox.put({"type": "error", "message": err.messages[0], "messages": err.messages})
                 continue
             except BadMessage as err:
                 metrics.errors.labels("bad_message").inc()
-                _put(outbox, {"type": "error", "message": str(err)})
+                outbox.put({"type": "error", "message": str(err)})
                 continue
             if cmd.kind == "ping":
-                _put(outbox, {"type": "pong", "id": cmd.args.get("id")})
+                outbox.put({"type": "pong", "id": cmd.args.get("id")})
                 continue
             if cmd.kind in ("join_room", "leave_room"):
-                await room_command(cmd, room, session, app_state, ip, lambda m: _put(outbox, m))
+                await room_command(cmd, room, session, app_state, ip, lambda m: outbox.put(m))
                 continue
             if room.member is not None:
                 try:
                     room.member.check_locks(cmd.kind, cmd.args)
                 except ValueError as err:
                     metrics.errors.labels("locked").inc()
-                    _put(outbox, {"type": "error", "message": str(err)})
+                    outbox.put({"type": "error", "message": str(err)})
                     continue
             cmd.reply = reply_threadsafe
             session.submit(cmd)
@@ -332,33 +332,34 @@ async def room_command(cmd: Command, slot: RoomSlot, session: Session, app_state
         send({"type": "error", "of": cmd.kind, "message": err.message})
 
 
-def _put(q: asyncio.Queue, msg: dict) -> None:
-    if q.full():  # a client that never reads: drop the oldest control message
-        q.get_nowait()
-    q.put_nowait(msg)
+class Outbox:
+    """One client's control messages (the oldest dropped past ``maxsize``: a client that never
+    reads) and the event that wakes its sender: a message or a new frame is waiting."""
+
+    def __init__(self, maxsize: int = 256):
+        self.items: deque[dict] = deque(maxlen=maxsize)
+        self.ready = asyncio.Event()
+
+    def put(self, msg: dict) -> None:
+        self.items.append(msg)
+        self.ready.set()
 
 
-async def _send_loop(ws: WebSocket, session: Session, ready: asyncio.Event, outbox: asyncio.Queue, metrics) -> None:
+async def _send_loop(ws: WebSocket, session: Session, outbox: Outbox, metrics) -> None:
     """Control messages first, then the newest frame; one send in flight at a time, so a
-    slow client holds at most one frame here and the scheduler just overwrites it."""
+    slow client holds at most one frame here and the scheduler just overwrites it. One event
+    wakes it (no tasks per frame): it is cleared before looking, so no wake-up is lost."""
     try:
         while ws.client_state == WebSocketState.CONNECTED:
-            ready.clear()
-            while not outbox.empty():
-                await ws.send_text(json.dumps(outbox.get_nowait(), allow_nan=False, default=str))
+            outbox.ready.clear()
+            while outbox.items:
+                await ws.send_text(json.dumps(outbox.items.popleft(), allow_nan=False, default=str))
             frame = session.take_frame()
             if frame is not None:
                 await ws.send_bytes(frame)
                 metrics.frames_sent.inc()
                 continue
-            getter = asyncio.ensure_future(outbox.get())
-            waiter = asyncio.ensure_future(ready.wait())
-            try:
-                done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            finally:  # also when this sender is cancelled: no orphaned tasks ("Task was destroyed")
-                getter.cancel(), waiter.cancel()  # no-op on the one that finished
-            if getter in done:
-                await ws.send_text(json.dumps(getter.result(), allow_nan=False, default=str))
+            await outbox.ready.wait()
     except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
         pass
     except Exception:  # a broken socket ends this sender, never the server

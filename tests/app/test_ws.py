@@ -225,3 +225,58 @@ def test_quick_successive_patches_compose(client):
             st = recv(ws, "state")
         cfg = st["config"]
         assert (cfg["learning_rate"], cfg["optimizer"], cfg["l2"]) == (0.3, "adam", 0.001)
+
+
+def test_send_loop_sends_messages_then_the_newest_frame_and_wakes_on_either():
+    import asyncio
+
+    from starlette.websockets import WebSocketState
+
+    from app.ws import Outbox, _send_loop
+
+    class FakeSession:
+        def __init__(self):
+            self.frames = []
+
+        def take_frame(self):
+            return self.frames.pop() if self.frames else None  # latest-wins: one at most
+
+    class FakeWS:
+        client_state = WebSocketState.CONNECTED
+
+        def __init__(self):
+            self.sent = []
+
+        async def send_text(self, text):
+            self.sent.append(json.loads(text))
+
+        async def send_bytes(self, data):
+            self.sent.append(data)
+
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def inc(self):
+            self.n += 1
+
+    async def scenario():
+        ws, session, outbox, frames = FakeWS(), FakeSession(), Outbox(maxsize=3), Counter()
+        for i in range(5):  # a client that has not read: only the newest 3 messages stay
+            outbox.put({"i": i})
+        session.frames.append(b"f1")
+        task = asyncio.create_task(_send_loop(ws, session, outbox, type("M", (), {"frames_sent": frames})()))
+        await asyncio.sleep(0.01)
+        assert ws.sent == [{"i": 2}, {"i": 3}, {"i": 4}, b"f1"] and frames.n == 1
+        session.frames.append(b"f2")  # a new frame, as the scheduler's notify announces it
+        outbox.ready.set()
+        await asyncio.sleep(0.01)
+        outbox.put({"i": 5})  # a reply alone wakes it too
+        await asyncio.sleep(0.01)
+        assert ws.sent[4:] == [b"f2", {"i": 5}] and frames.n == 2
+        await asyncio.sleep(0.01)  # nothing new: it waits, sends nothing
+        assert len(ws.sent) == 6
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())
