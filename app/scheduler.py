@@ -347,7 +347,7 @@ class Scheduler:
             if cmd.reply:
                 cmd.reply({"type": "ack", "of": k, "id": a.get("id"), "version": s.version, "playing": s.playing})
                 if k in ("config", "reset"):
-                    cmd.reply(s.state_message())
+                    cmd.reply(s.state_text())
         except (ConfigError, ValueError) as err:
             if cmd.reply and not isinstance(err, ConfigError):
                 cmd.reply({"type": "error", "message": str(err)})

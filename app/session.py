@@ -57,6 +57,7 @@ class Session:
         # and the room's challenge judge called on every frame (scheduler thread).
         self.latest: tuple | None = None
         self.watch: Callable[[dict, Config], None] | None = None
+        self._points_of: tuple | None = None  # (split, its points for the page)
         self.on_taken: Callable[[], None] | None = None  # the scheduler, told when a frame leaves
         self._idx = {n: i for i, n in enumerate(engine.metric_names)}
 
@@ -145,15 +146,32 @@ class Session:
                 logging.getLogger("nnplay.rooms").exception("challenge judge failed")
         self.notify(self)
 
-    def state_message(self) -> dict:
+    def state_message(self, points: bool = True) -> dict:
         cfg = self.run.cfg
-        return {
+        msg = {
             "type": "state", "version": self.version, "config": cfg.model_dump(exclude_none=True, exclude={"weights"}),
             "playing": self.playing, "speed": self.speed, "epoch": int(self.run.epoch),
             "n_params": cfg.n_params, "history_fields": list(HISTORY_FIELDS),
-            "points": {"train": _points(self.run.split.x_train, self.run.split.y_train),
-                       "test": _points(self.run.split.x_test, self.run.split.y_test)},
         }
+        if points:
+            msg["points"] = self._points()[0]
+        return msg
+
+    def state_text(self) -> str:
+        """``state_message`` as JSON text, with the points' text reused: every setting change
+        answers with a state message, and encoding 500 points each time dominated the event
+        loop's JSON work with many clients."""
+        head = json.dumps(self.state_message(points=False), separators=(",", ":"), allow_nan=False)
+        return f'{head[:-1]},"points":{self._points()[1]}}}'
+
+    def _points(self) -> tuple[dict, str]:
+        """The data points as the page draws them, and as JSON text, built once per data split
+        (a learning-rate change sends a state message too: rounding 500 points cost ~2 ms)."""
+        split = self.run.split
+        if self._points_of is None or self._points_of[0] is not split:
+            pts = {"train": _points(split.x_train, split.y_train), "test": _points(split.x_test, split.y_test)}
+            self._points_of = (split, pts, json.dumps(pts, separators=(",", ":")))
+        return self._points_of[1], self._points_of[2]
 
     def add_points(self, pts: list[Point]) -> Config:
         cfg = self.run.cfg

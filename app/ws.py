@@ -337,10 +337,10 @@ class Outbox:
     reads) and the event that wakes its sender: a message or a new frame is waiting."""
 
     def __init__(self, maxsize: int = 256):
-        self.items: deque[dict] = deque(maxlen=maxsize)
+        self.items: deque[dict | str] = deque(maxlen=maxsize)
         self.ready = asyncio.Event()
 
-    def put(self, msg: dict) -> None:
+    def put(self, msg: dict | str) -> None:
         self.items.append(msg)
         self.ready.set()
 
@@ -353,7 +353,8 @@ async def _send_loop(ws: WebSocket, session: Session, outbox: Outbox, metrics) -
         while ws.client_state == WebSocketState.CONNECTED:
             outbox.ready.clear()
             while outbox.items:
-                await ws.send_text(json.dumps(outbox.items.popleft(), allow_nan=False, default=str))
+                msg = outbox.items.popleft()  # a dict, or JSON text encoded already
+                await ws.send_text(msg if isinstance(msg, str) else json.dumps(msg, allow_nan=False, default=str))
             frame = session.take_frame()
             if frame is not None:
                 await ws.send_bytes(frame)

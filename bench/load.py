@@ -101,7 +101,8 @@ async def main_async(args) -> dict:
         sizes = tuple(args.warmup_sessions) if args.warmup_sessions is not None else (() if args.clients == 1 else (8, 32, 64))
         proc = process.start(port, {
             "NNPLAY_MAX_SESSIONS": str(max(args.clients, 1) + 5), "NNPLAY_WARMUP_SESSIONS": ",".join(map(str, sizes)),
-            "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5), "NNPLAY_RATE_LIMIT": "100"},
+            "NNPLAY_MAX_CONNECTIONS_PER_IP": str(args.clients + 5), "NNPLAY_RATE_LIMIT": "100",
+            "NNPLAY_WS_COMPRESSION": "false" if args.no_compression else "true"},
             log=open(args.server_log, "ab") if args.server_log else subprocess.DEVNULL)
         ready_s = await asyncio.to_thread(process.wait_ready, port, proc, 900, sizes)
         url = f"ws://127.0.0.1:{port}/ws"
@@ -111,16 +112,18 @@ async def main_async(args) -> dict:
         tasks = [asyncio.create_task(client(url, args.seconds, out, i, start_evt)) for i in range(args.clients)]
         await asyncio.sleep(min(10, 1 + args.clients * 0.05))
         cpu0, _ = proc_stats(proc.pid) if proc else (0, 0)
+        own0 = time.process_time()
         t0 = time.monotonic()
         start_evt.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.seconds + 120)
         wall = time.monotonic() - t0
+        own = time.process_time() - own0
         cpu1, rss = proc_stats(proc.pid) if proc else (0, 0)
         fps = np.array([o["fps"] for o in out.values()])
         eps = np.array([o["eps"] for o in out.values()])
         lat = np.concatenate([o["lat"] for o in out.values()] or [np.zeros(0)]) * 1000
         return {
-            "clients": args.clients, "seconds": args.seconds,
+            "clients": args.clients, "seconds": args.seconds, "compression": not args.no_compression,
             "frames_per_s_p50": round(float(np.median(fps)), 1), "frames_per_s_p5": round(float(np.percentile(fps, 5)), 1),
             "epochs_per_s_p50": round(float(np.median(eps)), 1), "epochs_per_s_p5": round(float(np.percentile(eps, 5)), 1),
             "change_to_frame_ms_p50": round(float(np.median(lat)), 1) if len(lat) else None,
@@ -128,6 +131,8 @@ async def main_async(args) -> dict:
             "server_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1) if proc else None,
             "server_rss_mib": round(rss, 1) if proc else None,
             "server_ready_s": round(ready_s, 1) if proc else None,
+            # the clients share the machine: their own CPU is load the server does not see
+            "client_cpu_percent": round(100 * own / wall, 1),
         }
     finally:
         if proc:
@@ -140,6 +145,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=15)
     p.add_argument("--warmup-sessions", type=lambda v: [int(x) for x in v.split(",") if x], default=None,
                    help="batched sizes the started server compiles (default: none for 1 client, else 8,32,64)")
+    p.add_argument("--no-compression", action="store_true", help="start the server with NNPLAY_WS_COMPRESSION=false")
     p.add_argument("--server-log", default=None, help="append the started server's output to this file")
     p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT/ws of a running server (loopback only)")
     args = p.parse_args()

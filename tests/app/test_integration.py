@@ -48,6 +48,7 @@ def test_real_server_trains_and_answers(server):
     with connect(f"ws://127.0.0.1:{port}/ws", origin=f"http://127.0.0.1:{port}") as ws:
         state = json.loads(ws.recv(timeout=30))
         assert state["type"] == "state"
+        assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")  # on by default
         ws.send(json.dumps({"type": "patch", "patch": {"dataset": "spiral", "optimizer": "adam", "learning_rate": 0.01}}))
         ws.send(json.dumps({"type": "play"}))
         got = frames(ws, 20)
@@ -111,3 +112,19 @@ def test_command_without_console_script_runs_the_module(tmp_path):
     out = subprocess.run([sys.executable, "-m", "app.cli", "train", "-", "--epochs", "1"], cwd=process.ROOT,
                          input='{"learning_rate": -1}', capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "learning_rate" in out.stderr, out.stderr
+
+
+def test_compression_can_be_turned_off():
+    port = free_port()
+    proc = process.start(port, {"NNPLAY_MAX_SESSIONS": "2", "NNPLAY_WS_COMPRESSION": "false"})
+    try:
+        wait_ready(port, proc)
+        with connect(f"ws://127.0.0.1:{port}/ws", origin=f"http://127.0.0.1:{port}") as ws:  # the client offers it
+            assert json.loads(ws.recv(timeout=30))["type"] == "state"
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            ws.send(json.dumps({"type": "play"}))
+            (header, arrays), = frames(ws, 1)
+            assert arrays["output"].shape == (100, 100)
+    finally:
+        log = stop(proc)
+        assert "Traceback" not in log, log[-3000:]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from app.metrics import Metrics
 from app.scheduler import Scheduler
 from app.session import Command, Session
@@ -148,3 +150,21 @@ def test_a_loop_waiting_only_for_a_client_to_take_its_frame_wakes_when_it_does(e
     assert not sched._backlogged
     s.take_frame()
     assert not sched._wake.is_set()
+
+
+def test_state_text_is_the_state_message_with_points_encoded_once_per_data(engine):
+    s = _session(engine, 1, "auto")
+    text = s.state_text()
+    assert json.loads(text) == json.loads(json.dumps(s.state_message()))
+    assert len(json.loads(text)["points"]["train"]) == len(s.run.split.x_train)
+    assert s._points()[1] is s._points()[1]  # reused while the data stay
+    s.run.regenerate(7)
+    assert json.loads(s.state_text())["points"] == json.loads(json.dumps(s.state_message()))["points"]
+    assert json.loads(s.state_text())["points"] != json.loads(text)["points"]
+    # the scheduler answers a config change with it, as text
+    replies: list = []
+    s.submit(Command("config", {"patch": {"learning_rate": 0.1}}, replies.append))
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    sched.add(s)
+    _tick(sched)
+    assert replies[0]["type"] == "ack" and json.loads(replies[1])["config"]["learning_rate"] == 0.1

@@ -63,10 +63,15 @@ def test_every_message_type(client):
         assert f["arrays"]["weights"][-1] == pytest.approx(0.5)
         ws.send_json({"type": "config", "config": {"dataset": "xor", "optimizer": "adam"}})
         recv(ws, "ack")
-        assert recv(ws, "state")["config"]["dataset"] == "xor"
+        st_xor = recv(ws, "state")
+        assert st_xor["config"]["dataset"] == "xor"
         ws.send_json({"type": "regenerate", "seed": 5})
         recv(ws, "ack")
-        assert recv(ws, "state")["config"]["seed"] == 5
+        st5 = recv(ws, "state")
+        assert st5["config"]["seed"] == 5 and st5["points"] != st_xor["points"]  # new data, new points
+        ws.send_json({"type": "patch", "patch": {"learning_rate": 0.01}})
+        recv(ws, "ack")
+        assert recv(ws, "state")["points"] == st5["points"]  # same data, same points
         ws.send_json({"type": "speed", "epochs_per_frame": 4})
         assert recv(ws, "ack")["of"] == "speed"
         ws.send_json({"type": "speed", "epochs_per_frame": "auto"})
