@@ -98,6 +98,11 @@ def test_parts_are_halved_for_two_threads_only_when_padding_does_not_grow(engine
     assert parts(9, (8, 64), 2) == [(5, 8), (4, 8)]  # and 16 rows instead of 64
     assert parts(16, (8, 64), 2) == [(8, 8), (8, 8)]
     assert parts(130, (8, 64), 2) == [(64, 64), (64, 64), (2, 8)]  # already several parts
+    assert parts(2, (8, 32, 64), 2) == [(2, 8)]  # never a session alone
+    # three 64s and an 8 on two threads: one thread does two 64s while the other idles half
+    # of that; 64, 64, 32, 32, 8 share it out (largest first, as the pool takes them)
+    assert parts(200, (8, 32, 64), 2) == [(64, 64), (64, 64), (32, 32), (32, 32), (8, 8)]
+    assert parts(200, (8, 32, 64), 1) == [(64, 64), (64, 64), (64, 64), (8, 8)]
 
 
 def test_two_threads_train_and_draw_exactly_as_one(engine):
