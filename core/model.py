@@ -136,11 +136,17 @@ def forward(
     """Returns output pre-activations (n, K), each hidden layer's activations (n, D), and the
     batch statistics used per layer (training mode) for the running averages. ``depth`` is a
     Python int (only those layers are built) or a traced int32 (all slots, later ones skipped)."""
-    h = x * arch.feat_mask
+    # Large inputs (grids, the whole data set) mask the first weights instead of the inputs:
+    # the same products, but the inputs stay shared (a grid is one constant for every session
+    # of a batched call, so its first product is one matrix product, and no masked copy of
+    # it is made per session).
+    in_mask = arch.feat_mask[:, None] if x.shape[0] > 128 else None
+    h = x if in_mask is not None else x * arch.feat_mask
     hidden, stats = [], []
     n_layers = params.w.shape[0]
     for layer in range(layers_run(depth, n_layers)):
-        dense = partial(_dense, params, arch, layer, norm, rows, None if keep is None else keep[:, layer], fused)
+        dense = partial(_dense, params, arch, layer, norm, rows, None if keep is None else keep[:, layer], fused,
+                        in_mask if layer == 0 else None)
         if isinstance(depth, int):
             h, a, mu, var = dense(h)
         else:  # a real conditional when depth is not batched: unused layers cost nothing
@@ -148,13 +154,18 @@ def forward(
             h, a, mu, var = jax.lax.cond(layer < depth, dense, skip, h)
         hidden.append(a)
         stats.append((mu, var))
-    return matmul(h, params.w_out, fused) + params.b_out, hidden, stats
+    w_out = params.w_out
+    if in_mask is not None:  # no hidden layer in use: the output layer takes the features
+        w_out = jnp.where(depth == 0, w_out * in_mask, w_out)
+    return matmul(h, w_out, fused) + params.b_out, hidden, stats
 
 
-def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused: bool, h):
+def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused: bool, in_mask, h):
     """One hidden layer: Dense, optional batch/layer norm, activation, unit mask, dropout.
-    Returns (next input, activations, batch mean, batch variance)."""
-    z = matmul(h, params.w[layer], fused) + params.b[layer]
+    ``in_mask`` (D, 1): the features in use, applied to the weights (first layer, large
+    inputs). Returns (next input, activations, batch mean, batch variance)."""
+    w = params.w[layer] if in_mask is None else params.w[layer] * in_mask
+    z = matmul(h, w, fused) + params.b[layer]
     um = arch.unit_mask[layer]
     if rows is not None:  # training: this batch's statistics
         cnt = jnp.maximum(rows.sum(), 1.0)

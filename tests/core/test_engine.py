@@ -564,3 +564,28 @@ def test_metrics_dict_reads_every_field_and_the_confusion_matrix(engine):
     conf = np.array(m["confusion"])
     assert conf.shape == (3, 3) and conf.sum() == run.split.x_test.shape[0]
     assert conf[1, 2] == row[names.index("confusion_12")]
+
+
+@pytest.mark.parametrize("layers", [[], [{"units": 3, "activation": "tanh"}], [{"units": 4}, {"units": 2}]])
+def test_weights_of_features_not_in_use_do_not_reach_any_output(engine, layers):
+    # grids and metrics (large inputs) mask the first weights, minibatches mask the inputs:
+    # either way a weight left on a feature that is off must change nothing
+    run = Run(engine, parse_config({"dataset": "circle", "features": ["x1", "x2"], "layers": layers}))
+    run.train(2)
+    before = [np.asarray(a) for a in run.frame()]
+    p = run.state.params
+    off = [i for i, f in enumerate(ALL_FEATURES) if f not in ("x1", "x2")] + [7]  # 7: the padding column
+    if layers:
+        w = np.array(p.w)
+        w[0][off, :] = 3.0
+        params = p._replace(w=w)
+    else:
+        w_out = np.array(p.w_out)
+        w_out[off, :] = 3.0
+        params = p._replace(w_out=w_out)
+    run.state = run.state._replace(params=params)
+    after = [np.asarray(a) for a in run.frame()]
+    for x, y in zip(before, after):
+        np.testing.assert_array_equal(x, y)
+    hist = run.train(1)  # and training (minibatches) ignores them too
+    assert np.isfinite(hist).any()
