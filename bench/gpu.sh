@@ -7,6 +7,16 @@
 #
 # Every stage has its own time limit and writes its figures as JSON lines to OUTDIR, so a
 # stage that fails or runs out of time still leaves the others' results.
+#
+# The wheels (for a machine that cannot reach a package index), made where pip can:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .whl \
+#     pydantic pydantic-core pydantic-settings python-dotenv annotated-types typing-inspection \
+#     fastapi starlette opentelemetry-api uvicorn websockets httptools sqlalchemy greenlet redis segno
+# (the versions of this project's .venv; `pip list` there). Environment knobs: PY (an
+# environment that has everything: skips the wheels), NNPLAY_GPU_BENCH=0 (skip nnplay bench),
+# NNPLAY_GPU_FLAGS (also run nnplay bench with these XLA_FLAGS), NNPLAY_GPU_SIZES (batched
+# sizes, default 256), NNPLAY_GPU_LOADS (clients,seconds,limit ...).
 set -u
 OUTDIR=${1:-${OUT:-/tmp/nnplay-gpu}}
 mkdir -p "$OUTDIR"
