@@ -61,19 +61,12 @@ ACTIVATION_FNS = {
 assert tuple(ACTIVATION_FNS) == ACTIVATIONS
 
 
-def activate(z: jax.Array, index: jax.Array, select: bool = True) -> jax.Array:
-    """Apply ACTIVATIONS[index] elementwise. One session's minibatch (``select``, at most 128
-    rows) evaluates every candidate in one fused kernel and selects, which is cheaper than a
-    branch there; large arrays (the grids, the whole data set) and batched (``vmap``) calls,
-    whose sessions share the index, take a real branch: computing all eight there costs more
-    than the branch (64 sessions of net (b): 1.4x the session-epochs/s). Every candidate has
-    a finite gradient, so no NaN leaks through the select."""
-    if z.shape[0] > 128 or not select:
-        return jax.lax.switch(index, list(ACTIVATION_FNS.values()), z)
-    out = jnp.zeros_like(z)
-    for i, fn in enumerate(ACTIVATION_FNS.values()):
-        out = jnp.where(index == i, fn(z), out)
-    return out
+def activate(z: jax.Array, index: jax.Array) -> jax.Array:
+    """Apply ACTIVATIONS[index] elementwise: a real branch, so only the chosen function and its
+    derivative are computed. Computing all eight and selecting (tried for one session's
+    minibatch) costs more: their derivatives are all formed in the backward pass, and XLA
+    fuses the select into every consumer; 6x8 tanh nets trained 1.4-2x slower that way."""
+    return jax.lax.switch(index, list(ACTIVATION_FNS.values()), z)
 
 
 def matmul(h: jax.Array, w: jax.Array, fused: bool = False) -> jax.Array:
@@ -132,10 +125,13 @@ def forward(
     rows: jax.Array | None = None,  # (n,) 1 for real rows; batch statistics in training
     keep: jax.Array | None = None,  # (n, L, D) dropout keep mask already scaled by 1/(1-p)
     fused: bool = False,  # see ``matmul``: one session's minibatch
+    norms: bool = True,  # False: no batch/layer norm code at all (the caller knows both are off)
 ) -> tuple[jax.Array, list[jax.Array], list[tuple[jax.Array, jax.Array]]]:
     """Returns output pre-activations (n, K), each hidden layer's activations (n, D), and the
     batch statistics used per layer (training mode) for the running averages. ``depth`` is a
-    Python int (only those layers are built) or a traced int32 (all slots, later ones skipped)."""
+    Python int (only those layers are built) or a traced int32 (all slots, later ones skipped).
+    ``norms`` False leaves out the normalisation conditionals and statistics: the training
+    loop takes that path when neither norm is on (see ``train._epoch``)."""
     # Large inputs (grids, the whole data set) mask the first weights instead of the inputs:
     # the same products, but the inputs stay shared (a grid is one constant for every session
     # of a batched call, so its first product is one matrix product, and no masked copy of
@@ -146,7 +142,7 @@ def forward(
     n_layers = params.w.shape[0]
     for layer in range(layers_run(depth, n_layers)):
         dense = partial(_dense, params, arch, layer, norm, rows, None if keep is None else keep[:, layer], fused,
-                        in_mask if layer == 0 else None)
+                        in_mask if layer == 0 else None, norms)
         if isinstance(depth, int):
             h, a, mu, var = dense(h)
         else:  # a real conditional when depth is not batched: unused layers cost nothing
@@ -160,13 +156,16 @@ def forward(
     return matmul(h, w_out, fused) + params.b_out, hidden, stats
 
 
-def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused: bool, in_mask, h):
+def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused: bool, in_mask, norms: bool, h):
     """One hidden layer: Dense, optional batch/layer norm, activation, unit mask, dropout.
     ``in_mask`` (D, 1): the features in use, applied to the weights (first layer, large
     inputs). Returns (next input, activations, batch mean, batch variance)."""
     w = params.w[layer] if in_mask is None else params.w[layer] * in_mask
     z = matmul(h, w, fused) + params.b[layer]
     um = arch.unit_mask[layer]
+    if not norms:  # both norms off: no statistics, no conditionals
+        a = activate(z, arch.act[layer]) * um
+        return (a if keep is None else a * keep), a, norm.mean[layer], norm.var[layer]
     if rows is not None:  # training: this batch's statistics
         cnt = jnp.maximum(rows.sum(), 1.0)
         mu = (z * rows[:, None]).sum(0) / cnt
@@ -187,7 +186,7 @@ def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused
     # Real branches: the flags are shared by a batched group, so unused norms cost nothing.
     z = jax.lax.cond(arch.batch_norm, batch_norm, lambda z: z, z)
     z = jax.lax.cond(arch.layer_norm, layer_norm, lambda z: z, z)
-    a = activate(z, arch.act[layer], select=fused) * um
+    a = activate(z, arch.act[layer]) * um
     nxt = a if keep is None else a * keep
     return nxt, a, mu, var
 

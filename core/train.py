@@ -121,9 +121,9 @@ def penalty(params: Params, arch: Arch, depth, reg: Reg) -> jax.Array:
     return reg.l1 * l1 + reg.l2 * l2
 
 
-def _objective(params, x, y, rows, keep, norm, hyper: Hyper, depth: int, fused: bool = False):
+def _objective(params, x, y, rows, keep, norm, hyper: Hyper, depth: int, fused: bool = False, norms: bool = True):
     task = hyper.task
-    z, _, stats = forward(params, x, hyper.arch, depth, norm=norm, rows=rows, keep=keep, fused=fused)
+    z, _, stats = forward(params, x, hyper.arch, depth, norm=norm, rows=rows, keep=keep, fused=fused, norms=norms)
     loss = per_row_loss(z, y, task.out_act, task.loss, task.out_mask, task.classification, select=fused)
     w = jnp.where(task.classification, task.class_w[jnp.clip(y.astype(jnp.int32), 0, K - 1)], 1.0)
     data = (loss * w * rows).sum() / jnp.maximum(rows.sum(), 1.0)
@@ -179,39 +179,51 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
     n_updates = (n + B - 1) // B
     lr = optim.schedule(state.epoch, hyper.opt)
     mask = param_mask(hyper.arch, depth, n_layers)
-    grad_fn = jax.value_and_grad(partial(_objective, fused=not batched), has_aux=True)
 
-    def update(i, carry):
-        params, opt_state, norm, gsum = carry
-        start = i * B
-        xb = lax.dynamic_slice(feats, (start, 0), (bcap, D))
-        yb = lax.dynamic_slice(ys, (start,), (bcap,))
-        rows = ((jnp.arange(bcap) < B) & (start + jnp.arange(bcap) < n)).astype(jnp.float32)
-        p = reg.dropout
-        keep = lax.cond(
-            hyper.flags.dropout,
-            lambda: (jax.random.uniform(jax.random.fold_in(k_drop, i), (bcap, n_layers, D)) >= p) / (1 - p),
-            lambda: jnp.ones((bcap, n_layers, D)),
-        )
-        (_, stats), grads = grad_fn(params, xb, yb, rows, keep, norm, hyper, depth)
-        grads = jax.tree.map(jnp.multiply, grads, mask)
-        upd, opt_state = optim.update(grads, opt_state, params, lr, hyper.opt)
-        params = jax.tree.map(lambda p_, u, m: p_ + u * m, params, upd, mask)
-        if stats:
-            k = len(stats)
-            on = (jnp.arange(n_layers) < depth)[:, None] * (jnp.arange(n_layers) < k)[:, None]
-            mu = jnp.stack([s[0] for s in stats] + [norm.mean[j] for j in range(k, n_layers)])
-            var = jnp.stack([s[1] for s in stats] + [norm.var[j] for j in range(k, n_layers)])
-            m = jnp.where(on, BN_MOMENTUM, 1.0)
-            norm = Norm(m * norm.mean + (1 - m) * mu, m * norm.var + (1 - m) * var)
-        gn = jnp.stack(
-            [jnp.sqrt((grads.w[j] ** 2).sum() + (grads.b[j] ** 2).sum()) for j in range(n_layers)]
-            + [jnp.sqrt((grads.w_out**2).sum() + (grads.b_out**2).sum())]
-        )
-        return params, opt_state, norm, gsum + gn
+    def updates(full: bool):
+        """The minibatch update. ``full``: with dropout and the batch/layer norm code; else
+        without either, for the common case where all three are off. Each conditional inside
+        the update costs XLA's CPU runtime copies and a branch per minibatch (and keeps
+        XLA from fusing across it), so the choice is made once per epoch: net (b) of the
+        benchmark trains 2-2.4x faster on the lean path, net (a) 1.5x."""
+        grad_fn = jax.value_and_grad(partial(_objective, fused=not batched, norms=full), has_aux=True)
 
+        def update(i, carry):
+            params, opt_state, norm, gsum = carry
+            start = i * B
+            xb = lax.dynamic_slice(feats, (start, 0), (bcap, D))
+            yb = lax.dynamic_slice(ys, (start,), (bcap,))
+            rows = ((jnp.arange(bcap) < B) & (start + jnp.arange(bcap) < n)).astype(jnp.float32)
+            p = reg.dropout
+            keep = None if not full else lax.cond(
+                hyper.flags.dropout,
+                lambda: (jax.random.uniform(jax.random.fold_in(k_drop, i), (bcap, n_layers, D)) >= p) / (1 - p),
+                lambda: jnp.ones((bcap, n_layers, D)),
+            )
+            (_, stats), grads = grad_fn(params, xb, yb, rows, keep, norm, hyper, depth)
+            grads = jax.tree.map(jnp.multiply, grads, mask)
+            upd, opt_state = optim.update(grads, opt_state, params, lr, hyper.opt)
+            params = jax.tree.map(lambda p_, u, m: p_ + u * m, params, upd, mask)
+            if stats and full:
+                k = len(stats)
+                on = (jnp.arange(n_layers) < depth)[:, None] * (jnp.arange(n_layers) < k)[:, None]
+                mu = jnp.stack([s[0] for s in stats] + [norm.mean[j] for j in range(k, n_layers)])
+                var = jnp.stack([s[1] for s in stats] + [norm.var[j] for j in range(k, n_layers)])
+                m = jnp.where(on, BN_MOMENTUM, 1.0)
+                norm = Norm(m * norm.mean + (1 - m) * mu, m * norm.var + (1 - m) * var)
+            gn = jnp.stack(
+                [jnp.sqrt((grads.w[j] ** 2).sum() + (grads.b[j] ** 2).sum()) for j in range(n_layers)]
+                + [jnp.sqrt((grads.w_out**2).sum() + (grads.b_out**2).sum())]
+            )
+            return params, opt_state, norm, gsum + gn
+
+        # a new function per path: fori_loop caches traced bodies by function identity
+        return lambda carry: lax.fori_loop(0, n_updates, update, carry)
+
+    # The flags are shared by a batched call's sessions, so this stays a real branch under vmap.
+    optional = hyper.arch.batch_norm | hyper.arch.layer_norm | hyper.flags.dropout
     carry = (state.params, state.opt_state, state.norm, jnp.zeros(n_layers + 1))
-    params, opt_state, norm, gsum = lax.fori_loop(0, n_updates, update, carry)
+    params, opt_state, norm, gsum = lax.cond(optional, updates(True), updates(False), carry)
     state = state._replace(params=params, opt_state=opt_state, norm=norm, key=key, epoch=state.epoch + 1)
     M = len(names(n_layers))
     return lax.cond(
