@@ -430,3 +430,39 @@ def test_fused_objective_gradients_equal_the_dot_ones(engine):
     for a, b in zip(jax.tree.leaves(out[True][1]), jax.tree.leaves(out[False][1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     assert float(jnp.abs(out[True][1].w).sum()) > 0
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_lean_loop_equals_the_loop_with_dropout_and_norm_code(engine, optimizer):
+    """Without dropout and norms an epoch runs a minibatch loop that leaves their code out.
+    Forcing the other loop (dropout on at rate 0: every keep mask is 1, the norm
+    conditionals take their identity branches) must train to the same weights, optimizer
+    state and losses, single and batched."""
+    from core.engine import stack_hyper
+
+    cfg = parse_config({"dataset": "spiral", "n_points": 200, "features": ["x1", "x2", "x1x2"],
+                        "layers": [{"units": 6, "activation": "tanh"}, {"units": 5, "activation": "relu"},
+                                   {"units": 3, "activation": "elu"}], "l2": 0.003, "l1": 0.001,
+                        "optimizer": optimizer, "learning_rate": 0.02, "batch_size": 8})
+    run = Run(engine, cfg)
+    data, hyper = run.device_inputs()
+    assert not bool(hyper.flags.dropout) and not bool(hyper.arch.batch_norm) and not bool(hyper.arch.layer_norm)
+    full = hyper._replace(flags=hyper.flags._replace(dropout=np.bool_(True)))
+    out = {}
+    for name, h in (("lean", hyper), ("full", full)):
+        state, hist, _ = engine.train(run.state, data, h, 3, run.depth, cfg.batch_size, 1)
+        out[name] = (jax.tree.map(np.asarray, (state.params, state.opt_state)), np.asarray(hist))
+    for a, b in zip(jax.tree.leaves(out["lean"][0]), jax.tree.leaves(out["full"][0])):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(out["lean"][1][:, 1:3], out["full"][1][:, 1:3], rtol=1e-5)
+    moved = np.abs(out["lean"][0][0].w - np.asarray(run.state.params.w)).max()
+    assert moved > 1e-3  # it trained
+
+    stack = lambda t: jax.tree.map(lambda a: np.stack([np.asarray(a)] * 3), t)  # noqa: E731
+    cap = engine.bucket(cfg.batch_size)
+    got = {}
+    for name, h in (("lean", hyper), ("full", full)):
+        states, hist, _ = engine.train_many(stack(run.state), stack(run.data), stack_hyper(h, 3), 3, run.depth, cap, 1)
+        got[name] = np.asarray(states.params.w)
+    np.testing.assert_allclose(got["lean"], got["full"], rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(got["lean"][0], out["lean"][0][0].w, rtol=1e-4, atol=1e-5)
