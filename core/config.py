@@ -359,8 +359,9 @@ def format_errors(err: ValidationError) -> list[str]:
     """Turn a pydantic error into messages like ``layers[2].units must be 1..8, got 12``."""
     out = []
     for e in err.errors(include_url=False):
-        loc = ""
+        loc = parent = ""  # parent: the path before the last part (an unknown key's container)
         for part in e["loc"]:
+            parent = loc
             if isinstance(part, int):
                 loc += f"[{part}]"
             elif part in ("function-after[check()]",) or str(part).startswith(("function-", "literal[", "list[", "float", "int")):
@@ -378,7 +379,8 @@ def format_errors(err: ValidationError) -> list[str]:
         elif kind == "finite_number":
             text = f"must be a finite number, got {value}"
         elif kind == "extra_forbidden":
-            out.append(f"{loc.rsplit('.', 1)[0] + '.' if '.' in loc else ''}{_key(str(e['loc'][-1]))} is not a known setting")
+            # the container's path as built, not split at dots: a key may contain dots itself
+            out.append(f"{parent + '.' if parent else ''}{_key(str(e['loc'][-1]))} is not a known setting")
             continue
         elif kind == "missing":
             text = "is required"

@@ -75,6 +75,10 @@ EXACT = [
     ({"learning_rat": 0.1}, "learning_rat is not a known setting"),
     ({"layers": [{"units": 2, "dropout": 0.1}]}, "layers[0].dropout is not a known setting"),
     ({"augmentation": {"rotate": True}}, "augmentation.rotate is not a known setting"),
+    # keys with dots are quoted whole, their container path kept (found by tests/app/test_fuzz.py)
+    ({".": None}, '"." is not a known setting'),
+    ({"a.b": 1}, '"a.b" is not a known setting'),
+    ({"layers": [{"units": 2, "x.y": 1}]}, 'layers[0]."x.y" is not a known setting'),
     # incompatible combinations
     ({"problem": "regression", "dataset": "plane", "loss": "categorical_crossentropy"},
      "loss must be mse or mae for regression, got 'categorical_crossentropy'"),
