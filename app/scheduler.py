@@ -88,6 +88,7 @@ class Scheduler:
         self.batched_sizes = tuple(sorted(batched_sizes))
         self.sessions: dict[int, Session] = {}
         self.auto_epochs = 1
+        self.max_auto_epochs = 4 * engine.chunk  # one session alone; a crowd: engine.chunk
         self.reply = reply or (lambda s, msg: None)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -155,9 +156,13 @@ class Scheduler:
             self._wake.clear()
 
     def _adapt(self, spent: float) -> None:
-        """Auto speed: as many epochs per frame as the frame period allows."""
-        if spent < 0.75 * self.period:
-            self.auto_epochs = min(self.engine.chunk, self.auto_epochs + max(1, self.auto_epochs // 4))
+        """Auto speed: as many epochs per frame as the frame period allows. One session alone
+        may go past one compiled call's epochs (``Run.train`` makes several calls); a crowd is
+        held to one call's (see ``tick``). Growth slows near the top so that a tick settles
+        between 85 and 95 % of the period instead of swinging between 75 and 95."""
+        if spent < 0.85 * self.period:
+            step = max(1, self.auto_epochs // (4 if spent < 0.6 * self.period else 10))
+            self.auto_epochs = min(self.max_auto_epochs, self.auto_epochs + step)
         elif spent > 0.95 * self.period:
             self.auto_epochs = max(1, int(self.auto_epochs * 0.8))
 
@@ -182,12 +187,16 @@ class Scheduler:
         sessions = [s for s in sessions if not s.backlogged()]
         work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
         crowded = sum(1 for s in sessions if s.wants_training()) > 1
+        if crowded:
+            self.auto_epochs = min(self.auto_epochs, self.engine.chunk)
         for s in sessions:
             n = s.wants_training()
             if n and not s.step_epochs:
                 n = self.auto_epochs if s.speed == "auto" else int(s.speed)
                 if crowded:  # a fixed speed is a wish: when sessions share the ticks, it may not
-                    n = min(n, self.auto_epochs)  # slow everyone's frames (auto adapts to the load)
+                    # slow everyone's frames (auto adapts to the load); a batched call trains
+                    # at most one compiled call's epochs
+                    n = min(n, self.auto_epochs, self.engine.chunk)
             if n:
                 r = s.run
                 key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth))

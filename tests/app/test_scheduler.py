@@ -173,3 +173,33 @@ def test_state_text_is_the_state_message_with_points_encoded_once_per_data(engin
     sched.add(s)
     _tick(sched)
     assert replies[0]["type"] == "ack" and json.loads(replies[1])["config"]["learning_rate"] == 0.1
+
+
+def test_auto_speed_alone_goes_past_one_call_and_a_crowd_is_held_to_one(engine):
+    """A session alone trains as many epochs per frame as the period allows, past one compiled
+    call's (``engine.chunk``); when a second one plays, both get at most one call's."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    chunk = engine.chunk
+    sched._adapt(0.001)  # a quick tick: grow
+    assert sched.auto_epochs == 2
+    sched.auto_epochs = chunk
+    for _ in range(40):
+        sched._adapt(0.001)
+    assert sched.auto_epochs == sched.max_auto_epochs > chunk
+    sched._adapt(0.9 * sched.period)  # in the band: hold
+    assert sched.auto_epochs == sched.max_auto_epochs
+    sched._adapt(sched.period)  # over: shrink
+    assert sched.auto_epochs < sched.max_auto_epochs
+
+    alone = _session(engine, 1, "auto")
+    sched.add(alone)
+    sched.auto_epochs = chunk + 9
+    _tick(sched)
+    assert alone.run.epoch == chunk + 9
+    assert len(alone.run.history) == chunk + 9  # a metrics row for every epoch, across two calls
+
+    other = _session(engine, 2, "auto")
+    sched.add(other)
+    _tick(sched)
+    assert sched.auto_epochs == chunk
+    assert (alone.run.epoch, other.run.epoch) == (2 * chunk + 9, chunk)
