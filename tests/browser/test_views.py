@@ -145,6 +145,15 @@ def play_until(page, epoch: int) -> None:
     wait_until(page, f"Number(document.getElementById('epoch').textContent.replace(',', '')) >= {epoch}", 60000)
     page.get_by_role("button", name="Pause").click()
     expect(page.locator("#status")).to_contain_text("paused")
+    # a frame trained before the pause may still arrive after it: wait until the epoch shown
+    # holds still, so that what a test reads next is one network's
+    epoch, last = page.locator("#epoch"), None
+    for _ in range(20):
+        now = epoch.text_content()
+        if now == last:
+            break
+        last = now
+        page.wait_for_timeout(300)
 
 
 OVERFIT = "view=overfit&dataset=spiral&noise=0.5&nPoints=120&trainRatio=0.3&layers=8,8,8&activation=relu&optimizer=adam&learningRate=0.01"
