@@ -466,3 +466,105 @@ def test_lean_loop_equals_the_loop_with_dropout_and_norm_code(engine, optimizer)
         got[name] = np.asarray(states.params.w)
     np.testing.assert_allclose(got["lean"], got["full"], rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(got["lean"][0], out["lean"][0][0].w, rtol=1e-4, atol=1e-5)
+
+
+# --- every optimizer through the engine's epoch, against optax applied directly ---------------
+
+_PTS = [(0.5, -1.0, 0.3), (-2.0, 1.5, -0.4), (1.0, 2.0, 0.9), (-0.5, -0.5, 0.1), (2.5, 0.0, -0.7),
+        (0.0, 1.0, 0.5), (1.5, -1.5, -0.2)]
+_W1 = np.array([[0.3, -0.2, 0.5], [-0.4, 0.1, 0.25]])
+_B1 = np.array([0.05, -0.1, 0.0])
+_W2 = np.array([[0.6], [-0.35], [0.2]])
+_B2 = np.array([0.1])
+_OPT_KW = dict(learning_rate=0.05, momentum=0.7, rho=0.8, beta_1=0.85, beta_2=0.95, epsilon=1e-4)
+
+
+def _optax_for(name):
+    kw = _OPT_KW
+    lr = kw["learning_rate"]
+    return {"sgd": optax.sgd(lr), "momentum": optax.sgd(lr, momentum=kw["momentum"]),
+            "rmsprop": optax.rmsprop(lr, decay=kw["rho"], eps=kw["epsilon"]),
+            "adam": optax.adam(lr, b1=kw["beta_1"], b2=kw["beta_2"], eps=kw["epsilon"])}[name]
+
+
+def _small_regression(optimizer):
+    return parse_config({
+        "problem": "regression", "dataset": "custom", "features": ["x1", "x2"],
+        "layers": [{"units": 3, "activation": "tanh"}], "output_activation": "linear", "loss": "mse",
+        "optimizer": optimizer, **_OPT_KW, "batch_size": 3, "shuffle": False,
+        "points": [{"x1": a, "x2": b, "label": y, "subset": "train"} for a, b, y in _PTS]
+        + [{"x1": 0, "x2": 0, "label": 0, "subset": "test"}],
+        "weights": [{"w": _W1.tolist(), "b": _B1.tolist()}, {"w": _W2.tolist(), "b": _B2.tolist()}],
+    })
+
+
+def _reference_epochs(schedule, resume=False):
+    """The 2-3-1 tanh net in plain JAX at its real shapes, minibatches of 3 in stored order
+    (the last one holds 1 point), Keras' mse; ``schedule``: [(optimizer, epochs), ...]. A new
+    optimizer starts from a fresh optax state (``resume``: from the one it left off with)."""
+    x = jnp.asarray([p[:2] for p in _PTS], jnp.float32)
+    y = jnp.asarray([p[2] for p in _PTS], jnp.float32)
+    params = {k: jnp.asarray(v, jnp.float32) for k, v in (("w1", _W1), ("b1", _B1), ("w2", _W2), ("b2", _B2))}
+    states = {}
+
+    def loss(p, xb, yb):
+        out = (jnp.tanh(xb @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"])[:, 0]
+        return jnp.mean((out - yb) ** 2)
+
+    for name, epochs in schedule:
+        tx = _optax_for(name)
+        state = states.get(name) if resume and name in states else tx.init(params)
+        for _ in range(epochs):
+            for s in range(0, len(_PTS), 3):
+                g = jax.grad(loss)(params, x[s:s + 3], y[s:s + 3])
+                upd, state = tx.update(g, state, params)
+                params = optax.apply_updates(params, upd)
+        states[name] = state
+    return params
+
+
+def _engine_weights(run):
+    (h, o) = run.weights()
+    return {"w1": np.asarray(h["w"]), "b1": np.asarray(h["b"]), "w2": np.asarray(o["w"]), "b2": np.asarray(o["b"])}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "rmsprop", "adam"])
+def test_each_optimizer_trains_like_optax_applied_directly(engine, optimizer):
+    """The padded engine's epoch, one session (a real branch per optimizer) and batched (every
+    optimizer steps, the chosen one's result is kept), equals optax on the unpadded net."""
+    from core.engine import stack_hyper
+
+    cfg = _small_regression(optimizer)
+    want = _reference_epochs([(optimizer, 4)])
+    run = Run(engine, cfg)
+    run.train(4)
+    got = _engine_weights(run)
+    for k in want:
+        np.testing.assert_allclose(np.ravel(got[k]), np.ravel(want[k]), rtol=2e-5, atol=2e-6, err_msg=k)
+    assert np.abs(np.ravel(want["w1"]) - _W1.ravel()).max() > 1e-3  # it trained
+
+    run = Run(engine, cfg)
+    data, hyper = run.device_inputs()
+    stack = lambda t: jax.tree.map(lambda a: np.stack([np.asarray(a)] * 2), t)  # noqa: E731
+    states, _, _ = engine.train_many(stack(run.state), stack(run.data), stack_hyper(hyper, 2), 4, run.depth,
+                                     engine.bucket(cfg.batch_size), 4)
+    w = np.asarray(states.params.w)[:, 0, :2, :3]
+    np.testing.assert_allclose(w[0], want["w1"], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(w[1], want["w1"], rtol=2e-5, atol=2e-6)
+
+
+def test_switching_optimizer_mid_run_continues_from_the_weights_with_a_fresh_state(engine):
+    """adam for 2 epochs, rmsprop for 1, adam again for 2, switched live between calls: each
+    switch keeps the weights and starts the new optimizer from a fresh optax state."""
+    run = Run(engine, _small_regression("adam"))
+    run.train(2)
+    for name, epochs in (("rmsprop", 1), ("adam", 2)):
+        run.set_config(patch_config(run.cfg, {"optimizer": name}))
+        run.train(epochs)
+    schedule = [("adam", 2), ("rmsprop", 1), ("adam", 2)]
+    want = _reference_epochs(schedule)
+    got = _engine_weights(run)
+    for k in want:
+        np.testing.assert_allclose(np.ravel(got[k]), np.ravel(want[k]), rtol=2e-5, atol=2e-6, err_msg=k)
+    resumed = _reference_epochs(schedule, resume=True)  # the test can tell the two apart
+    assert np.abs(np.ravel(resumed["w1"]) - np.ravel(want["w1"])).max() > 1e-4
