@@ -265,8 +265,10 @@ def _metrics(state: TrainState, data: Data, hyper: Hyper, depth: int) -> dict:
     N = data.x_train.shape[0]
     rows_tr = (jnp.arange(N) < task.n_train).astype(jnp.float32)
     rows_te = (jnp.arange(N) < task.n_test).astype(jnp.float32)
-    z_tr, _, _ = forward(state.params, data.f_train, hyper.arch, depth, norm=state.norm)
-    z_te, _, _ = forward(state.params, data.f_test, hyper.arch, depth, norm=state.norm)
+    # One forward pass over both sets (inference mode is row-wise): half the kernels of two
+    # passes, so a smaller program that loads faster, and frames ~5 % faster.
+    z, _, _ = forward(state.params, jnp.concatenate([data.f_train, data.f_test]), hyper.arch, depth, norm=state.norm)
+    z_tr, z_te = z[:N], z[N:]
     return evaluate(z_tr, data.y_train, rows_tr, z_te, data.y_test, rows_te, task)
 
 
@@ -357,6 +359,7 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
 
     def for_depth(d):
         def run(state):
+            # The grids stay two passes: one pass over both made batched frames 1.3-1.5x slower.
             z, _, _ = forward(state.params, big, hyper.arch, d, norm=state.norm)
             out = outputs(z, task.out_act, task.out_mask)
             value = jnp.where(task.classification, positive_prob(out, task.out_act), (out[:, 0] + 1) / 2)

@@ -4,6 +4,7 @@ batched), determinism, batched = separate runs, network surgery, frames and dive
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -589,3 +590,17 @@ def test_weights_of_features_not_in_use_do_not_reach_any_output(engine, layers):
         np.testing.assert_array_equal(x, y)
     hist = run.train(1)  # and training (minibatches) ignores them too
     assert np.isfinite(hist).any()
+
+
+def test_call_signature_reads_shape_and_dtype_of_every_kind_of_argument():
+    """The program a call picks is keyed by each argument's shape and dtype: device arrays,
+    NumPy arrays and scalars by attribute, Python scalars as NumPy would convert them."""
+    from core.engine import _signature
+
+    got = _signature([np.zeros((2, 3), np.float32), jnp.ones(4, jnp.int32), np.int32(3), np.bool_(True)])
+    assert got == (((2, 3), np.dtype("float32")), ((4,), np.dtype("int32")), ((), np.dtype("int32")),
+                   ((), np.dtype("bool")))
+    mixed = _signature([np.zeros(2, np.float32), 1.5, 7])
+    assert mixed == (((2,), np.dtype("float32")), ((), np.asarray(1.5).dtype), ((), np.asarray(7).dtype))
+    assert _signature([np.zeros(2, np.float32)]) != _signature([np.zeros(3, np.float32)])
+    assert _signature([np.zeros(2, np.float32)]) != _signature([np.zeros(2, np.float64)])
