@@ -19,9 +19,12 @@ MSE, MAE, BCE, CCE = (LOSSES.index(name) for name in ("mse", "mae", "binary_cros
 
 def _branch(n: int, select: bool) -> bool:
     """Whether to take a real branch on an output or loss index rather than compute every
-    alternative and select: yes for large arrays (grids, the whole data set) and for batched
-    calls, whose sessions share the index; no for one session's minibatch (``select``), where
-    a conditional costs more than the few elements it would skip."""
+    alternative and select: yes for large arrays (grids, the whole data set), for batched
+    calls, whose sessions share the index, and inside the training loop, which XLA compiles
+    as one function where a branch is cheap (see ``core/__init__``; selecting among all four
+    losses made net (a) of the benchmark train 1.5x slower). Small arrays outside loops
+    (``select``) compute every alternative: there a conditional is a separately dispatched
+    operation that costs more than the few elements it would skip."""
     return n > 128 or not select
 
 
@@ -77,8 +80,10 @@ def per_row_loss(
         "mse": lambda: (err() ** 2).sum(-1) / n_out,  # Keras: mean over the output units
         "mae": lambda: jnp.abs(err()).sum(-1) / n_out,
         "binary_crossentropy": lambda: optax.sigmoid_binary_cross_entropy(z[:, 0], y),
-        "categorical_crossentropy": lambda: optax.softmax_cross_entropy_with_integer_labels(
-            jnp.where(out_mask > 0, z, -1e9), y.astype(jnp.int32)),
+        # one-hot labels, not integer ones: the integer form's gather has a scatter as its
+        # gradient, and a scatter keeps XLA from compiling the minibatch loop as one function
+        "categorical_crossentropy": lambda: optax.softmax_cross_entropy(
+            jnp.where(out_mask > 0, z, -1e9), jax.nn.one_hot(y.astype(jnp.int32), K, dtype=z.dtype)),
     }
     if _branch(z.shape[0], select):
         return jax.lax.switch(loss, [fns[name] for name in LOSSES])

@@ -124,7 +124,7 @@ def penalty(params: Params, arch: Arch, depth, reg: Reg) -> jax.Array:
 def _objective(params, x, y, rows, keep, norm, hyper: Hyper, depth: int, fused: bool = False, norms: bool = True):
     task = hyper.task
     z, _, stats = forward(params, x, hyper.arch, depth, norm=norm, rows=rows, keep=keep, fused=fused, norms=norms)
-    loss = per_row_loss(z, y, task.out_act, task.loss, task.out_mask, task.classification, select=fused)
+    loss = per_row_loss(z, y, task.out_act, task.loss, task.out_mask, task.classification, select=False)
     w = jnp.where(task.classification, task.class_w[jnp.clip(y.astype(jnp.int32), 0, K - 1)], 1.0)
     data = (loss * w * rows).sum() / jnp.maximum(rows.sum(), 1.0)
     return data + penalty(params, hyper.arch, depth, hyper.reg), stats
