@@ -139,19 +139,35 @@ def _augment(x: jax.Array, reg: Reg, key: jax.Array) -> jax.Array:
     return jnp.where(flips, -x, x)
 
 
-def shuffled(key: jax.Array, n: jax.Array, N: int) -> jax.Array:
+def shuffled(key: jax.Array, n: jax.Array, N: int, sizes: tuple[int, ...] | None = None) -> jax.Array:
     """A uniformly random order of rows 0..n-1, followed by the padding rows n..N-1 in order.
 
     Each row gets random high bits above its own index, packed in one uint32, and the packed
     keys are sorted: one single-operand sort, ~100x cheaper on XLA's CPU backend than
-    ``argsort`` of random floats (a two-operand sort with a comparator call per comparison),
-    which cost ~200 us of every shuffled epoch. Equal random bits (22 of them for N = 1024)
-    fall back to index order, a bias far below what any run can show."""
-    bits = max(N - 1, 1).bit_length()
-    rand = jax.random.bits(key, (N,), jnp.uint32) >> bits
-    rand = jnp.where(jnp.arange(N) < n, rand, jnp.uint32(0xFFFFFFFF >> bits))  # padding last
-    packed = (rand << bits) | jnp.arange(N, dtype=jnp.uint32)
-    return (jnp.sort(packed) & jnp.uint32((1 << bits) - 1)).astype(jnp.int32)
+    ``argsort`` of random floats (a two-operand sort with a comparator call per comparison).
+    Only the smallest of ``sizes`` (default 16, 64, 256 and N) that holds the n real rows is
+    sorted, chosen by a real branch on ``n``: 250 points sort 256 keys, not 1,024 (~5x less
+    work). A batched call, whose sessions have their own ``n``, passes ``(N,)``. Equal random
+    bits (22 of them for 1,024 keys) fall back to index order, a bias far below what any run
+    can show."""
+    if sizes is None:
+        sizes = tuple(s for s in (16, 64, 256) if s < N) + (N,)
+
+    def order(S: int):
+        def run():
+            bits = max(S - 1, 1).bit_length()
+            rand = jax.random.bits(key, (S,), jnp.uint32) >> bits
+            rand = jnp.where(jnp.arange(S) < n, rand, jnp.uint32(0xFFFFFFFF >> bits))  # padding last
+            packed = (rand << bits) | jnp.arange(S, dtype=jnp.uint32)
+            head = (jnp.sort(packed) & jnp.uint32((1 << bits) - 1)).astype(jnp.int32)
+            return jnp.concatenate([head, jnp.arange(S, N, dtype=jnp.int32)])
+
+        return run
+
+    if len(sizes) == 1:
+        return order(sizes[0])()
+    which = jnp.searchsorted(jnp.asarray(sizes, jnp.int32), jnp.asarray(n, jnp.int32))
+    return lax.switch(jnp.minimum(which, len(sizes) - 1), [order(S) for S in sizes])
 
 
 def _tree_where(c, a, b):
@@ -162,14 +178,14 @@ def _finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]))
 
 
-def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bcap: int, measure, epochs_since,
+def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bcap: int, perm, k_aug, k_drop,
            batched: bool = False):
-    """One pass over the training points in minibatches; metrics only when ``measure``."""
+    """One pass over the training points in minibatches, in the order ``perm`` (N,). Returns
+    the new state (key not advanced), the epoch's mean per-layer gradient norms and its
+    learning rate. Holds no sort, scatter or library call, so XLA compiles a loop over
+    epochs as one function (see ``core/__init__``)."""
     task, reg = hyper.task, hyper.reg
-    N = data.x_train.shape[0]
-    key, k_perm, k_aug, k_drop = jax.random.split(state.key, 4)
     n = jnp.maximum(task.n_train, 1)
-    perm = lax.cond(hyper.flags.shuffle, lambda: shuffled(k_perm, task.n_train, N), lambda: jnp.arange(N))
     y = data.y_train[perm]
     f = lax.cond(hyper.flags.augment, lambda: padded_features(_augment(data.x_train[perm], reg, k_aug)),
                  lambda: data.f_train[perm])
@@ -224,14 +240,8 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
     optional = hyper.arch.batch_norm | hyper.arch.layer_norm | hyper.flags.dropout
     carry = (state.params, state.opt_state, state.norm, jnp.zeros(n_layers + 1))
     params, opt_state, norm, gsum = lax.cond(optional, updates(True), updates(False), carry)
-    state = state._replace(params=params, opt_state=opt_state, norm=norm, key=key, epoch=state.epoch + 1)
-    M = len(names(n_layers))
-    return lax.cond(
-        measure,
-        lambda s: _measure(s, data, hyper, depth, lr, gsum / n_updates.astype(jnp.float32), epochs_since),
-        lambda s: (s, jnp.full((M,), jnp.nan, jnp.float32)),
-        state,
-    )
+    state = state._replace(params=params, opt_state=opt_state, norm=norm, epoch=state.epoch + 1)
+    return state, gsum / n_updates.astype(jnp.float32), lr
 
 
 def _measure(state: TrainState, data: Data, hyper: Hyper, depth, lr, gnorm, epochs_since):
@@ -291,37 +301,65 @@ def train_chunk(
     run diverges). Metrics are measured every ``every`` epochs and after the last one; the
     history (chunk, M) holds NaN rows in between. Returns (state, history, (chunk,) trained).
 
+    The epochs between two measurements are one loop that holds no sort and no large
+    products, so XLA compiles it as a single function (see ``core/__init__``); their
+    training orders are drawn before it (a sort each) and the metrics after it.
     ``n_epochs``, ``depth`` and ``every`` are shared by all sessions of a batched call, so the
-    conditionals on them stay real branches under ``vmap`` (skipped work costs nothing).
-    ``batched``: this is traced under ``vmap``, where the minibatch products keep XLA's dot
-    (see ``model.matmul``)."""
+    loops and conditionals on them stay real under ``vmap``. A session that stopped or
+    diverged keeps its state (in a batch it computes along). ``batched``: this is traced
+    under ``vmap``, where the minibatch products keep XLA's dot (see ``model.matmul``)."""
     M = len(names(n_layers))
+    N = data.x_train.shape[0]
     data = with_features(data)
+    task = hyper.task
+    n_epochs = jnp.clip(n_epochs, 0, chunk)
+    every = jnp.maximum(every, 1)
+    sizes = (N,) if batched else None
+    nan_row = jnp.full((M,), jnp.nan, jnp.float32)
 
-    def step(state, i):
-        # Only shared values decide the branch; a session that stopped or diverged computes
-        # along (in a batch) but keeps its state.
-        measure = ((i + 1) % every == 0) | (i == n_epochs - 1)
-        since = jnp.where(i == n_epochs - 1, (i % every) + 1, every)
+    def orders(key, k):
+        """The next k epochs' keys (one split per epoch) and training orders, (chunk, ...)."""
+        def one(e, c):
+            key, perms, augs, drops = c
+            key, k_perm, k_aug, k_drop = jax.random.split(key, 4)
+            perm = lax.cond(hyper.flags.shuffle, lambda: shuffled(k_perm, task.n_train, N, sizes),
+                            lambda: jnp.arange(N, dtype=jnp.int32))
+            put = lambda a, v: lax.dynamic_update_index_in_dim(a, v, e, 0)  # noqa: E731
+            return key, put(perms, perm), put(augs, k_aug), put(drops, k_drop)
+
+        keys0 = jnp.zeros((chunk,) + key.shape, key.dtype)
+        return lax.fori_loop(0, k, one, (key, jnp.zeros((chunk, N), jnp.int32), keys0, keys0))
+
+    def group(g, carry):
+        state, hist, ok = carry
+        start = g * every
+        k = jnp.minimum(every, n_epochs - start)
         frozen = state.stopped | state.diverged
 
-        def run(s):
-            new, row = _epoch(s, data, hyper, depth, n_layers, bcap, measure, since, batched)
-            return _with_ok(_tree_where(frozen, s, new), jnp.where(frozen, jnp.nan, row), ~frozen)
+        def run(state):
+            key, perms, augs, drops = orders(state.key, k)
 
-        return lax.cond(
-            i < n_epochs,
-            run,
-            lambda s: _with_ok(s, jnp.full((M,), jnp.nan, jnp.float32), False),
-            state,
-        )
+            def epoch(e, c):
+                at = lambda a: lax.dynamic_index_in_dim(a, e, 0, keepdims=False)  # noqa: E731
+                return _epoch(c[0], data, hyper, depth, n_layers, bcap, at(perms), at(augs), at(drops), batched)
 
-    state, (rows, ok) = lax.scan(step, state, jnp.arange(chunk))
-    return state, rows, ok
+            state, gnorm, lr = lax.fori_loop(
+                0, k, epoch, (state, jnp.zeros(n_layers + 1), jnp.zeros((), jnp.float32)))
+            return _measure(state._replace(key=key), data, hyper, depth, lr, gnorm, k)
 
+        if batched:
+            new, row = run(state)
+            state, row = _tree_where(frozen, state, new), jnp.where(frozen, jnp.nan, row)
+        else:
+            state, row = lax.cond(frozen, lambda s: (s, nan_row), run, state)
+        hist = lax.dynamic_update_index_in_dim(hist, row, start + k - 1, 0)
+        i = jnp.arange(chunk)
+        ok = jnp.where((i >= start) & (i < start + k), ~frozen, ok)
+        return state, hist, ok
 
-def _with_ok(state, row, ok):
-    return state, (row, jnp.asarray(ok))
+    n_groups = (n_epochs + every - 1) // every
+    hist, ok = jnp.full((chunk, M), jnp.nan, jnp.float32), jnp.zeros((chunk,), bool)
+    return lax.fori_loop(0, n_groups, group, (state, hist, ok))
 
 
 def _grid_features(n: int) -> np.ndarray:
