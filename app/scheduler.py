@@ -240,7 +240,7 @@ class Scheduler:
         runs = [s.run for s, _ in part]
         pad = runs + [runs[0]] * (size - len(runs))
         states, hist, ok = self.engine.train_many(
-            _stack([r.state for r in pad]), _stack([r.data for r in pad]),
+            _stack([r.packed for r in pad]), _stack([r.data for r in pad]),
             stack_hyper([r.hyper for r in pad]), n, depth, cap, n)
         new_states = _unstack(states, len(runs))
         hist, ok = np.asarray(hist), np.asarray(ok)
@@ -320,7 +320,7 @@ class Scheduler:
             return [part[0].run.frame(with_metrics)]
         runs = [s.run for s in part]
         pad = runs + [runs[0]] * (size - len(runs))
-        o, n, r = self.engine.frame_many(_stack([x.state for x in pad]), _stack([x.data for x in pad]),
+        o, n, r = self.engine.frame_many(_stack([x.packed for x in pad]), _stack([x.data for x in pad]),
                                          stack_hyper([x.hyper for x in pad]), depth, with_metrics)
         o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
         return [(o[j], n[j], r[j]) for j in range(len(runs))]
