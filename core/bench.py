@@ -40,14 +40,14 @@ def measure(engine: Engine, name: str, seconds: float, sessions: int) -> dict:
     chunk = engine.chunk
 
     def train_only():
-        run.state, hist, _ = engine.train(run.state, *run.device_inputs(), chunk, run.depth, cfg.batch_size, chunk)
+        run.state, hist, _ = engine.train(run.packed, *run.device_inputs(), chunk, run.depth, cfg.batch_size, chunk)
         jax.block_until_ready(hist)
 
     def one_frame():  # what a page needs per animation frame: 1 epoch, losses, every grid
         # as the server draws it: the epoch measures the losses, the frame only adds the grids
         data, hyper = run.device_inputs()
-        run.state, hist, _ = engine.train(run.state, data, hyper, 1, run.depth, cfg.batch_size, 1)
-        jax.block_until_ready((hist, engine.frame(run.state, data, hyper, run.depth, with_metrics=False)))
+        run.state, hist, _ = engine.train(run.packed, data, hyper, 1, run.depth, cfg.batch_size, 1)
+        jax.block_until_ready((hist, engine.frame(run.packed, data, hyper, run.depth, with_metrics=False)))
 
     train_only()
     one_frame()
@@ -56,7 +56,7 @@ def measure(engine: Engine, name: str, seconds: float, sessions: int) -> dict:
 
     hyper = stack_hyper(run.hyper, sessions)
     stack = lambda t: jax.tree.map(lambda a: np.stack([np.asarray(a)] * sessions), t)  # noqa: E731
-    states, datas = stack(run.state), stack(run.data)
+    states, datas = stack(run.packed), stack(run.data)  # packed, as the server keeps them
     cap = engine.bucket(cfg.batch_size)
     box = {"s": states}
 
