@@ -198,10 +198,10 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
 
     def updates(full: bool):
         """The minibatch update. ``full``: with dropout and the batch/layer norm code; else
-        without either, for the common case where all three are off. Each conditional inside
-        the update costs XLA's CPU runtime copies and a branch per minibatch (and keeps
-        XLA from fusing across it), so the choice is made once per epoch: net (b) of the
-        benchmark trains 2-2.4x faster on the lean path, net (a) 1.5x."""
+        without either, for the common case where all three are off. The choice is made
+        once per epoch: even with the loop compiled as one function, a single loop with the
+        norm and dropout branches inside trained net (a) 1.5x slower, for a program 30 %
+        smaller (docs/benchmarks.md, sixth session)."""
         grad_fn = jax.value_and_grad(partial(_objective, fused=not batched, norms=full), has_aux=True)
 
         def update(i, carry):
