@@ -37,6 +37,14 @@ from core.train import (
 
 log = logging.getLogger("nnplay.engine")
 
+# Compiler options of the batched training programs. XLA's CPU backend hands large
+# reductions to XNNPACK ("YNN fusions", library calls); a loop holding one is not compiled
+# as one function (see ``core/__init__``), so each of the ~250 operations of a batched
+# minibatch update was dispatched on its own. Keeping XNNPACK for the products only (the
+# minibatch products are written as elementwise sums, see ``model.matmul``) lets the
+# batched epochs compile as one function too (docs/benchmarks.md, seventh session).
+BATCHED_TRAINING = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
 # --- compilation counting ----------------------------------------------------------------
 
 _compilations = 0
@@ -536,8 +544,10 @@ class _Exportable:
     Loaded programs are shared by every ``Engine`` of the process (``_programs``), so a
     server can start loading them in a thread before its web stack is imported."""
 
-    def __init__(self, name: str, fn, out_structure, *, packed: bool = False):
-        self.name, self.fn, self.out_structure = name, fn, out_structure
+    def __init__(self, name: str, fn, out_structure, *, packed: bool = False, options: dict | None = None):
+        self.name, self.fn, self.out_structure, self.options = name, fn, out_structure, options
+        # compiler options go on the outermost jit only
+        self._direct = jax.jit(fn, compiler_options=options) if options else fn
         # Packed: the program takes one flat buffer per dtype and slices the arguments out of
         # it. For the batched calls, whose ~110 arguments are stacked on the host each tick:
         # putting them on the device one by one costs ~70 us each (~8 ms a call), a few
@@ -548,7 +558,7 @@ class _Exportable:
     def __call__(self, *args):
         directory = jax.config.jax_compilation_cache_dir
         if not directory:
-            return self.fn(*args)
+            return self._direct(*args)
         leaves, treedef = jax.tree.flatten(args)
         sig = (treedef, _signature(leaves))
         found = self._calls.get(sig)
@@ -611,7 +621,7 @@ class _Exportable:
             call = self._load(Path(directory), leaves, treedef, flat, specs)
         except (ImportError, OSError, NotImplementedError) as err:  # export unavailable: trace as usual
             log.warning("exported %s unavailable (%s); using plain jit", self.name, err)
-            call = jax.jit(flat)
+            call = jax.jit(flat, compiler_options=self.options)
         return call, self.out_structure(args), layout
 
     def _path(self, directory: Path, leaves, treedef) -> Path:
@@ -630,7 +640,7 @@ class _Exportable:
             tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(exported.serialize())
             tmp.replace(path)
-        return jax.jit(exported.call)
+        return jax.jit(exported.call, compiler_options=self.options)
 
 
 @dataclass
@@ -659,7 +669,7 @@ class Engine:
         self._train_many = {
             cap: _Exportable(f"train_many-{static}-B{cap}", jax.jit(jax.vmap(
                 partial(train, bcap=cap, batched=True),
-                in_axes=(0, 0, 0, HYPER_AXES, None, None, None))), _state_out, packed=True)
+                in_axes=(0, 0, 0, HYPER_AXES, None, None, None))), _state_out, packed=True, options=BATCHED_TRAINING)
             for cap in self.buckets
         }
         self._frame_many = _Exportable(f"frame_many-{static}", jax.jit(jax.vmap(
@@ -742,9 +752,12 @@ class Engine:
         for s in batched_sizes:
             stack = lambda t: jax.tree.map(lambda a: np.stack([a] * s), t)  # noqa: E731
             st, da, hy = stack(run.state), stack(run.data), stack_hyper(run.hyper, s)
-            for cap in self.buckets:
-                jax.block_until_ready(self.train_many(st, da, hy, 0, 0, cap, 1))
-            jax.block_until_ready(self.frame_many(st, da, hy, 0))
+            # side by side, as the single-session programs: a cold batched training program
+            # compiles for ~2.5 minutes here
+            calls = [(f"train_many-B{cap}", lambda cap=cap: self.train_many(st, da, hy, 0, 0, cap, 1), ())
+                     for cap in self.buckets]
+            calls.append(("frame_many", lambda: self.frame_many(st, da, hy, 0), ()))
+            self._load_side_by_side(calls)
 
 
 class Run:

@@ -202,7 +202,7 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
         once per epoch: even with the loop compiled as one function, a single loop with the
         norm and dropout branches inside trained net (a) 1.5x slower, for a program 30 %
         smaller (docs/benchmarks.md, sixth session)."""
-        grad_fn = jax.value_and_grad(partial(_objective, fused=not batched, norms=full), has_aux=True)
+        grad_fn = jax.value_and_grad(partial(_objective, fused=True, norms=full), has_aux=True)
 
         def update(i, carry):
             params, opt_state, norm, gsum = carry
