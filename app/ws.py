@@ -18,7 +18,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
 
-from core.config import Config, ConfigError, Point, format_errors, parse_config, patch_config
+from core.config import Config, ConfigError, Point, fitting_defaults, format_errors, parse_config, patch_config
 
 from app.session import Command, Session
 
@@ -160,15 +160,6 @@ def parse_message(text: str, session: Session, limits) -> Command:
         args["remove_point"] = (_float(msg, "x1", -6, 6), _float(msg, "x2", -6, 6))
         kind = "config"
     return Command(kind, args)
-
-
-def fitting_defaults(limits) -> dict:
-    """Defaults shrunk to an operator's lower limits: pydantic does not validate defaults, so
-    n_points=500 or units=4 would otherwise slip past NNPLAY_MAX_POINTS/UNITS, and every later
-    patch would fail (the whole config is re-validated: "n_points must be 10..200, got 500")."""
-    d = Config()
-    layers = [{"units": min(la.units, limits.max_units)} for la in d.layers][: limits.max_layers]
-    return {"n_points": min(d.n_points, limits.max_points), "layers": layers}
 
 
 def start_config(limits) -> Config:

@@ -408,6 +408,15 @@ class ConfigError(ValueError):
         self.messages = messages
 
 
+def fitting_defaults(limits: Limits) -> dict:
+    """Defaults shrunk to an operator's lower limits: pydantic does not validate defaults, so
+    n_points=500 or units=4 would otherwise slip past NNPLAY_MAX_POINTS/UNITS, and every later
+    patch would fail (the whole config is re-validated: "n_points must be 10..200, got 500")."""
+    d = Config()
+    layers = [{"units": min(la.units, limits.max_units)} for la in d.layers][: limits.max_layers]
+    return {"n_points": min(d.n_points, limits.max_points), "layers": layers}
+
+
 def parse_config(data: object, limits: Limits = DEFAULT_LIMITS) -> Config:
     """Validate ``data`` (a dict) into a Config or raise ConfigError with readable messages."""
     if not isinstance(data, dict):

@@ -26,7 +26,7 @@ import numpy as np
 from core import data as datasets
 from core import optim
 from core.config import (
-    ACTIVATIONS, FEATURES, LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS, SCHEDULES, Config, Limits,
+    ACTIVATIONS, FEATURES, LOSSES, OPTIMIZERS, OUTPUT_ACTIVATIONS, SCHEDULES, Config, Limits, fitting_defaults,
 )
 from core.metrics import names as metric_names
 from core.model import D, K, Arch, Norm, Params, forward, init_params
@@ -657,7 +657,7 @@ class Engine:
         self.buckets = tuple(sorted({min(16, self.n_max), min(128, self.n_max), self.n_max}))
         self.metric_names = metric_names(self.n_layers)
         static = f"L{self.n_layers}-N{self.n_max}-E{self.chunk}"
-        self.codec = StateCodec(new_state(fresh_params(Config(), self.n_layers, np.random.default_rng(0)),
+        self.codec = StateCodec(new_state(fresh_params(self.default_config(), self.n_layers, np.random.default_rng(0)),
                                           self.n_layers, 0))
         train = partial(_train_packed, codec=self.codec, n_layers=self.n_layers, chunk=self.chunk)
         frame_ = partial(_frame_packed, codec=self.codec, n_layers=self.n_layers)
@@ -681,6 +681,11 @@ class Engine:
 
     def bucket(self, batch_size: int) -> int:
         return bucket(batch_size, self.buckets)
+
+    def default_config(self) -> Config:
+        """The default settings, shrunk to this engine's limits (an operator's
+        NNPLAY_MAX_LAYERS=1 must not meet the default two hidden layers)."""
+        return Config(**fitting_defaults(self.limits))
 
     def _packed(self, state) -> Packed:
         return state if isinstance(state, Packed) else Packed(*self.codec.pack_host(state))
@@ -737,8 +742,8 @@ class Engine:
         of its batch bucket and the frame. Returns whether every other single-session
         program is exported already, so that loading it (about a second each) is all that
         is left: a server may then report ready and load the rest right after."""
-        run = Run(self, Config(n_points=min(500, self.limits.max_points)))
-        first = {f"train-B{self.bucket(Config().batch_size)}", "frame"}
+        run = Run(self, self.default_config())
+        first = {f"train-B{self.bucket(self.default_config().batch_size)}", "frame"}
         calls = self._singles(run)
         self._load_side_by_side([c for c in calls if c[0] in first])
         return all(exp.stored(*args) for name, exp, args in calls if name not in first)
@@ -746,7 +751,7 @@ class Engine:
     def warmup(self, *, batched_sizes: tuple[int, ...] = (), singles: bool = True) -> None:
         """Compile every function this engine will call (all buckets), so that no setting
         change later triggers a compilation. Programs loaded already cost nothing."""
-        run = Run(self, Config(n_points=min(500, self.limits.max_points)))
+        run = Run(self, self.default_config())
         if singles:
             self._load_side_by_side(self._singles(run))
         for s in batched_sizes:

@@ -153,7 +153,7 @@ class Rooms:
             raise RoomError(422, "config must be a JSON object (a full or partial config)")
         if preset is None and not config:
             raise RoomError(422, "push needs a config or a preset")
-        from app.ws import fitting_defaults
+        from core.config import fitting_defaults
 
         try:
             cfg = parse_config({**fitting_defaults(self.limits), **base, **config}, self.limits)

@@ -128,3 +128,58 @@ def test_compression_can_be_turned_off():
     finally:
         log = stop(proc)
         assert "Traceback" not in log, log[-3000:]
+
+
+def test_the_deflate_level_is_the_operators(monkeypatch):
+    """NNPLAY_WS_COMPRESSION_LEVEL reaches the protocol uvicorn builds per connection, and
+    changes the bytes on the wire: a payload at level 1 and at 9 (zlib's own inflate reads both)."""
+    import asyncio
+    import zlib
+
+    from uvicorn.config import Config as UvicornConfig
+    from uvicorn.server import ServerState
+    from websockets.frames import Frame, Opcode
+
+    import app.server as server_mod
+
+    async def offered(level: str):
+        monkeypatch.setenv("NNPLAY_WS_COMPRESSION_LEVEL", level)
+        server_mod._level.cache_clear()
+        cfg = UvicornConfig(app=lambda scope, receive, send: None, ws=server_mod.DeflateLevelProtocol)
+        cfg.load()
+        proto = server_mod.DeflateLevelProtocol(cfg, ServerState(), {})
+        return proto.conn.available_extensions
+
+    try:
+        (one,), (nine,) = asyncio.run(offered("1")), asyncio.run(offered("9"))
+    finally:
+        server_mod._level.cache_clear()
+    assert one.compress_settings == {"level": 1, "memLevel": 5} and nine.compress_settings["level"] == 9
+    payload = Path(__file__).with_name("test_integration.py").read_bytes() * 3  # text-like, compressible
+    wire = {}
+    for name, factory in (("1", one), ("9", nine)):
+        _, ext = factory.process_request_params([], [])
+        frame = ext.encode(Frame(Opcode.BINARY, payload))
+        assert zlib.decompressobj(-12).decompress(bytes(frame.data) + b"\x00\x00\xff\xff") == payload
+        wire[name] = len(frame.data)
+    assert wire["9"] < wire["1"] < len(payload)
+    with pytest.raises(Exception, match="ws_compression_level"):
+        monkeypatch.setenv("NNPLAY_WS_COMPRESSION_LEVEL", "12")
+        from app.settings import Settings
+        Settings()
+
+
+def test_a_real_server_compresses_at_the_level_it_is_given():
+    port = free_port()
+    proc = process.start(port, {"NNPLAY_MAX_SESSIONS": "2", "NNPLAY_WS_COMPRESSION_LEVEL": "9"})
+    try:
+        wait_ready(port, proc)
+        with connect(f"ws://127.0.0.1:{port}/ws", origin=f"http://127.0.0.1:{port}") as ws:
+            assert json.loads(ws.recv(timeout=30))["type"] == "state"
+            assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            ws.send(json.dumps({"type": "play"}))
+            (header, arrays), = frames(ws, 1)
+            assert arrays["output"].shape == (100, 100)
+    finally:
+        log = stop(proc)
+        assert "Traceback" not in log, log[-3000:]
