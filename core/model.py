@@ -156,6 +156,46 @@ def forward(
     return matmul(h, w_out, fused) + params.b_out, hidden, stats
 
 
+def grid_outputs(params: Params, xt: jax.Array, arch: Arch, depth, *, norm: Norm) -> jax.Array:
+    """Output pre-activations (P, K) of ``forward`` in inference mode for many points given as
+    (D, P) features, points along the minor axis. Each layer is D unrolled multiply-adds of
+    whole rows, one elementwise kernel with its activation, instead of a (P, D) x (D, D)
+    product: the grids' products have only D = 8 terms, which XLA's dot (an XNNPACK call)
+    handles poorly (docs/benchmarks.md, seventh session)."""
+    n_layers = params.w.shape[0]
+    col = lambda v: v[:, None]  # noqa: E731  a per-unit vector against (D, P)
+
+    def affine(w, b, h):  # w (D_in, D_out), h (D_in, P) -> (D_out, P)
+        return col(b) + sum(col(w[k]) * h[k][None, :] for k in range(w.shape[0]))
+
+    def dense(layer: int, h):
+        w = params.w[layer] * col(arch.feat_mask) if layer == 0 else params.w[layer]
+        z = affine(w, params.b[layer], h)
+        g, be, um = params.gamma[layer], params.beta[layer], arch.unit_mask[layer]
+
+        def batch_norm(z):
+            return (z - col(norm.mean[layer])) * col(jax.lax.rsqrt(norm.var[layer] + BN_EPS) * g) + col(be)
+
+        def layer_norm(z):
+            nu = jnp.maximum(um.sum(), 1.0)
+            lmu = (z * col(um)).sum(0, keepdims=True) / nu
+            lvar = (((z - lmu) ** 2) * col(um)).sum(0, keepdims=True) / nu
+            return (z - lmu) * jax.lax.rsqrt(lvar + LN_EPS) * col(g) + col(be)
+
+        z = jax.lax.cond(arch.batch_norm, batch_norm, lambda z: z, z)
+        z = jax.lax.cond(arch.layer_norm, layer_norm, lambda z: z, z)
+        return activate(z, arch.act[layer]) * col(um)
+
+    h = xt
+    for layer in range(layers_run(depth, n_layers)):
+        if isinstance(depth, int):
+            h = dense(layer, h)
+        else:
+            h = jax.lax.cond(layer < depth, partial(dense, layer), lambda h: h, h)
+    w_out = jnp.where(depth == 0, params.w_out * col(arch.feat_mask), params.w_out)
+    return affine(w_out, params.b_out, h).T
+
+
 def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused: bool, in_mask, norms: bool, h):
     """One hidden layer: Dense, optional batch/layer norm, activation, unit mask, dropout.
     ``in_mask`` (D, 1): the features in use, applied to the weights (first layer, large

@@ -20,7 +20,7 @@ from core import optim
 from core.data import features
 from core.losses import outputs, per_row_loss, positive_prob, predicted_class
 from core.metrics import evaluate, names
-from core.model import D, K, Arch, Norm, Params, forward, layer_masks, param_mask
+from core.model import D, K, Arch, Norm, Params, forward, grid_outputs, layer_masks, param_mask
 from core.optim import OptHyper
 
 GRID = 100  # output heatmap resolution, on [-6, 6]^2
@@ -398,7 +398,7 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
     def for_depth(d):
         def run(state):
             # The grids stay two passes: one pass over both made batched frames 1.3-1.5x slower.
-            z, _, _ = forward(state.params, big, hyper.arch, d, norm=state.norm)
+            z = grid_outputs(state.params, big.T, hyper.arch, d, norm=state.norm)
             out = outputs(z, task.out_act, task.out_mask)
             value = jnp.where(task.classification, positive_prob(out, task.out_act), (out[:, 0] + 1) / 2)
             value = quantise(value, 0.0, 1.0).reshape(GRID, GRID)

@@ -357,6 +357,31 @@ def test_output_heatmap_of_a_known_perceptron(engine, np_ref, w):
     np.testing.assert_allclose(_grid_points(100), np.stack([x1.ravel(), x2.ravel()], 1), atol=1e-6)
 
 
+@pytest.mark.parametrize("norm", [None, "batch_norm", "layer_norm"])
+def test_output_heatmap_of_a_trained_deep_net_matches_its_predictions(engine, np_ref, norm):
+    """The output grid has its own pass (unrolled sums over (units, points) rows). It must
+    agree with the network's predictions at the grid's points (the training's forward pass,
+    itself tested against NumPy) and, without norms, with the NumPy MLP of the exported
+    weights; batch norm's running statistics and layer norm's masks included."""
+    data = {"dataset": "circle", "features": ["x1", "x2", "x1_sq"], "output_activation": "sigmoid",
+            "layers": [{"units": 5, "activation": "tanh"}, {"units": 3, "activation": "relu"},
+                       {"units": 2, "activation": "elu"}]}
+    if norm:
+        data[norm] = True
+    run = Run(engine, parse_config(data))
+    run.train(5)
+    out, _, _ = run.frame()
+    x1, x2 = grid(100)
+    pts = np.stack([x1.ravel(), x2.ravel()], 1)
+    p = np.asarray(run.predict(pts))[:, 0].reshape(100, 100)
+    assert 0.05 < p.std()  # a grid with something on it
+    assert_image_close(out[0], np.round(p * 255))
+    assert (out[1] == (p > 0.5)).mean() > 0.999
+    if norm is None:
+        want = np_ref.mlp(run.weights(), pts, {**data, "features": run.cfg.features})[:, 0].reshape(100, 100)
+        assert_image_close(out[0], np.round(want * 255))
+
+
 def test_neuron_heatmaps(engine):
     cfg = parse_config({"layers": [{"units": 2, "activation": "tanh"}, {"units": 1, "activation": "relu"}],
                         "weights": [{"w": [[1.0, 0.0], [0.0, 0.5]], "b": [0.0, 0.2]}, {"w": [[1.0], [-1.0]], "b": [0.1]},
