@@ -120,6 +120,24 @@ def test_a_run_trains_on_its_packed_state_and_unpacks_only_when_read(engine):
     assert int(a.state.epoch) == int(state.epoch) == 5
 
 
+@pytest.mark.parametrize("layers,features", [([{"units": 3}], ["x1", "x2"]),
+                                             ([{"units": 5}, {"units": 2}, {"units": 8}], ["x2", "x1_sq", "sin_x1"]),
+                                             ([], ["x1x2", "x2"])])
+def test_the_frame_weights_come_from_the_packed_state_without_unpacking_it(engine, layers, features):
+    """A frame's weights (``Run.weights_flat``) after training are gathered from the packed
+    float buffer; they equal the unpacked state's ``flat_weights`` and the exported weights."""
+    cfg = parse_config({"dataset": "circle", "layers": layers, "features": features, "optimizer": "adam",
+                        "batch_norm": bool(layers)})
+    run = Run(engine, cfg)
+    run.train(3)
+    packed_flat = run.weights_flat()
+    assert run._state is None  # nothing was unpacked
+    exported = run.weights()  # reads (unpacks) the state
+    want = np.concatenate([np.ravel(x["w"]) for x in exported] + [np.ravel(x["b"]) for x in exported])
+    np.testing.assert_array_equal(packed_flat, np.asarray(want, np.float32))
+    np.testing.assert_array_equal(packed_flat, run.weights_flat())  # the unpacked path agrees
+
+
 def test_batched_epochs_compile_to_one_function_too():
     """The batched training program (``vmap``) must not hand its minibatch reductions to
     XNNPACK (a library call): with ``BATCHED_TRAINING``'s compiler options its epoch loop is
