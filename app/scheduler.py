@@ -215,7 +215,8 @@ class Scheduler:
             frames[(*frame_key(s.run.hyper, s.run.depth), self._fresh_row(trained.get(s.id)) is None)].append(s)
         empty = np.zeros((0, len(self.engine.metric_names)))
         i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
-        jobs = [(key, part, size) for key, group in frames.items() for part, size in self._chunks(group)]
+        jobs = [(key, part, size) for key, group in frames.items()
+                for part, size in self._chunks(group, self.FRAME_SIZE)]
         t1 = time.perf_counter()
         results = self._map(self._frame_part, jobs)
         if jobs:
@@ -251,11 +252,21 @@ class Scheduler:
             self._count(s, int(ok[j].sum()))
         return out
 
-    def _chunks(self, items: list) -> list[tuple[list, int]]:
-        """Split a group into parts of a compiled batched size (1 = one at a time). With
-        several threads, a group that fits one part is halved when two parts of a smaller
-        compiled size pad to no more rows (50 sessions: 32 + 32 instead of 64)."""
+    # Frames are drawn in parts of at most this many sessions when a compiled size allows:
+    # a batched frame's grids are (sessions, 8, 10,000) floats per layer, and 64 sessions'
+    # (20 MB a layer, two threads side by side) spill the 32 MB cache: net (a) drew 450 us a
+    # session in parts of 32, 860 us in parts of 64 (docs/benchmarks.md, eighth session).
+    # Training has no such arrays and keeps the larger parts (4,350 vs 4,640 session-epochs/s).
+    FRAME_SIZE = 32
+
+    def _chunks(self, items: list, largest: int | None = None) -> list[tuple[list, int]]:
+        """Split a group into parts of a compiled batched size (1 = one at a time), of at most
+        ``largest`` sessions when a compiled size that small exists. With several threads, a
+        group that fits one part is halved when two parts of a smaller compiled size pad to
+        no more rows (50 sessions: 32 + 32 instead of 64)."""
         sizes = [b for b in self.batched_sizes if b > 1]
+        if largest is not None and any(b <= largest for b in sizes):
+            sizes = [b for b in sizes if b <= largest]
         parts, i = [], 0
         while i < len(items):
             rest = len(items) - i

@@ -105,6 +105,34 @@ def test_parts_are_halved_for_two_threads_only_when_padding_does_not_grow(engine
     assert parts(200, (8, 32, 64), 1) == [(64, 64), (64, 64), (64, 64), (8, 8)]
 
 
+def test_frames_are_drawn_in_parts_no_larger_than_frame_size(engine):
+    """Batched frames spill the cache past FRAME_SIZE sessions (docs/benchmarks.md, eighth
+    session): frame groups are split at it when a compiled size allows, training is not."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(8, 32, 64), threads=2)
+    try:
+        assert sched.FRAME_SIZE == 32
+        frame_parts = [(len(p), size) for p, size in sched._chunks(list(range(200)), sched.FRAME_SIZE)]
+        assert frame_parts == [(32, 32)] * 6 + [(8, 8)]
+        assert max(size for _, size in sched._chunks(list(range(200)))) == 64
+        # no compiled size that small: the smallest batched size there is
+        sched.batched_sizes = (64,)
+        assert [(len(p), s) for p, s in sched._chunks(list(range(50)), 32)] == [(50, 64)]
+    finally:
+        sched.stop()
+
+    # a real tick asks for frame parts of at most FRAME_SIZE and training parts of any size
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
+    asked, chunks = [], sched._chunks
+    sched._chunks = lambda items, largest=None: (asked.append(largest), chunks(items, largest))[1]
+    for sid in range(1, 5):
+        sched.add(_session(engine, sid, 1))
+    try:
+        _tick(sched)
+    finally:
+        sched.stop()
+    assert asked == [None, sched.FRAME_SIZE]
+
+
 def test_two_threads_train_and_draw_exactly_as_one(engine):
     """4 sessions with sizes (3,): a batched call of 3 and one session alone, side by side on
     the pool; weights, epochs and every frame's bytes equal the one-thread scheduler's."""
