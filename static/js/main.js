@@ -161,12 +161,15 @@ function handleMessage(msg) {
       }
       window.__nnplay_last_state = msg;
       app.serverCfg = msg.config;
+      // A state carries points only when the data changed since the last one (docs/protocol.md):
+      // keep them even from a state that is skipped below, as the next ones will not repeat them.
+      app.points = msg.points || app.points;
+      window.__nnplay_points = app.points;
       if (!msg.server) app.inFlight = Math.max(0, app.inFlight - 1);
       if (app.inFlight > 0 && !app.awaitingFirstState) break; // a newer change is on its way
       extras.onState(msg);
       app.cfg = msg.config;
       views.onState(msg);
-      app.points = msg.points || app.points;
       app.historyFields = msg.history_fields || app.historyFields;
       app.playing = msg.playing;
       app.epoch = msg.epoch;

@@ -49,7 +49,7 @@ def test_every_message_type(client):
         ws.send_json({"type": "patch", "patch": {"layers": [{"units": 3, "activation": "relu"}]}, "id": 2})
         ack = recv(ws, "ack")
         st = recv(ws, "state")
-        assert st["config"]["layers"] == [{"units": 3, "activation": "relu"}]
+        assert st["config"]["layers"] == [{"units": 3, "activation": "relu"}] and "points" not in st  # same data
         f = frame_where(ws, lambda f: f["version"] == ack["version"])
         assert f["units"] == [3] and f["arrays"]["layer0"].shape == (3, 20, 20)
         # set a weight and see it in the frame: layer 0, input 1 -> unit 2
@@ -71,7 +71,9 @@ def test_every_message_type(client):
         assert st5["config"]["seed"] == 5 and st5["points"] != st_xor["points"]  # new data, new points
         ws.send_json({"type": "patch", "patch": {"learning_rate": 0.01}})
         recv(ws, "ack")
-        assert recv(ws, "state")["points"] == st5["points"]  # same data, same points
+        # same data: the page keeps the points it has, so they are not sent again
+        st_lr = recv(ws, "state")
+        assert st_lr["config"]["learning_rate"] == 0.01 and "points" not in st_lr
         ws.send_json({"type": "speed", "epochs_per_frame": 4})
         assert recv(ws, "ack")["of"] == "speed"
         ws.send_json({"type": "speed", "epochs_per_frame": "auto"})
@@ -79,7 +81,7 @@ def test_every_message_type(client):
         ws.send_json({"type": "reset"})
         recv(ws, "ack")
         assert recv(ws, "state")["epoch"] == 0
-        n = len(st["points"]["train"]) + len(st["points"]["test"])
+        n = len(st5["points"]["train"]) + len(st5["points"]["test"])  # the points the page has
         ws.send_json({"type": "add_points", "points": [{"x1": 1, "x2": 2, "label": 1}, {"x1": -1, "x2": 0, "label": 0}]})
         recv(ws, "ack")
         st = recv(ws, "state")

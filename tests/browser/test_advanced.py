@@ -83,7 +83,7 @@ def test_per_layer_activation_and_full_batch(page_factory):
     wait_config(page, "c.layers.every(l => l.activation === 'sigmoid')")
     expect(page.get_by_role("combobox", name="Activation of layer 2")).to_have_value("sigmoid")
     slider = page.get_by_role("slider", name="Batch size")
-    n_train = page.evaluate("window.__nnplay_last_state.points.train.length")
+    n_train = page.evaluate("window.__nnplay_points.train.length")
     assert slider.get_attribute("max") == str(n_train)
     slider.fill(str(n_train))
     slider.dispatch_event("change")
