@@ -512,6 +512,43 @@ def test_engines_of_one_process_share_loaded_programs(warm_engine, backend_compi
         assert mine._calls[sig][0] is theirs._calls[sig][0]
 
 
+def test_a_sessions_repeated_calls_reuse_its_inputs_and_answer_as_a_fresh_call(engine):
+    """Calls with the same device ``data`` and ``hyper`` skip flattening them: the answers are
+    bit for bit those of a call with host copies (which are put on the device anew and never
+    kept), and a settings change (a new ``hyper``) is a new entry, not a stale one."""
+    cfg = parse_config({"n_points": 200, "seed": 3})
+    run = Run(engine, cfg)
+    exp = engine._train[engine.bucket(cfg.batch_size)]
+    used = []
+    repeat = exp._repeat
+    exp._repeat = lambda args: (lambda r: (used.append(r is not None), r)[1])(repeat(args))
+    try:
+        state0 = jax.device_put(tuple(run.packed), jax.devices()[0])
+        data, hyper = run.device_inputs()
+
+        def train(d, h):
+            f, u = engine.train(type(run.packed)(*state0), d, h, 3, run.depth, cfg.batch_size, 1)[0]
+            return np.asarray(f), np.asarray(u)
+
+        first, again = train(data, hyper), train(data, hyper)
+        assert used[-2:] == [False, True]  # remembered by the first call, reused by the second
+        host = train(run.data, run.hyper)  # NumPy trees: put on the device, not remembered
+        assert used[-1] is False and (id(run.data), id(run.hyper)) not in exp._repeats
+        for a, b, c in zip(first, again, host):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+        # other settings with the very same device data
+        other = Run(engine, patch_config(cfg, {"learning_rate": 0.3}))
+        hyper2 = jax.device_put(other.hyper, jax.devices()[0])
+        faster = train(data, hyper2)
+        assert used[-1] is False and not np.array_equal(faster[0], first[0])
+        np.testing.assert_array_equal(faster[0], train(run.data, other.hyper)[0])
+        assert train(data, hyper2)[0].tobytes() == faster[0].tobytes() and used[-1] is True
+        assert train(data, hyper)[0].tobytes() == first[0].tobytes() and used[-1] is True
+    finally:
+        del exp._repeat
+
+
 def test_warmup_first_says_whether_the_rest_only_has_to_load(warm_engine, monkeypatch):
     """The warm engine exported every program, so the rest only loads; one program that was
     never exported (it would compile, for minutes) makes the answer no."""
