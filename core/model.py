@@ -157,8 +157,8 @@ def forward(
 
 
 def grid_outputs(params: Params, xt: jax.Array, arch: Arch, depth, *, norm: Norm) -> jax.Array:
-    """Output pre-activations (P, K) of ``forward`` in inference mode for many points given as
-    (D, P) features, points along the minor axis. Each layer is D unrolled multiply-adds of
+    """Output pre-activations (K, P) of ``forward`` in inference mode for many points given as
+    (D, P) features, points along the minor axis (the transpose of ``forward``'s). Each layer is D unrolled multiply-adds of
     whole rows, one elementwise kernel with its activation, instead of a (P, D) x (D, D)
     product: the grids' products have only D = 8 terms, which XLA's dot (an XNNPACK call)
     handles poorly (docs/benchmarks.md, seventh session)."""
@@ -193,7 +193,7 @@ def grid_outputs(params: Params, xt: jax.Array, arch: Arch, depth, *, norm: Norm
         else:
             h = jax.lax.cond(layer < depth, partial(dense, layer), lambda h: h, h)
     w_out = jnp.where(depth == 0, params.w_out * col(arch.feat_mask), params.w_out)
-    return affine(w_out, params.b_out, h).T
+    return affine(w_out, params.b_out, h)
 
 
 def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused: bool, in_mask, norms: bool, h):

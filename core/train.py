@@ -18,7 +18,7 @@ from jax import lax
 
 from core import optim
 from core.data import features
-from core.losses import outputs, per_row_loss, positive_prob, predicted_class
+from core.losses import grid_readout, outputs, per_row_loss
 from core.metrics import evaluate, names
 from core.model import D, K, Arch, Norm, Params, forward, grid_outputs, layer_masks, param_mask
 from core.optim import OptHyper
@@ -398,11 +398,10 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
     def for_depth(d):
         def run(state):
             # The grids stay two passes: one pass over both made batched frames 1.3-1.5x slower.
-            z = grid_outputs(state.params, big.T, hyper.arch, d, norm=state.norm)
-            out = outputs(z, task.out_act, task.out_mask)
-            value = jnp.where(task.classification, positive_prob(out, task.out_act), (out[:, 0] + 1) / 2)
+            zt = grid_outputs(state.params, big.T, hyper.arch, d, norm=state.norm)
+            value, cls = grid_readout(zt, task.out_act, task.out_mask, task.classification)
             value = quantise(value, 0.0, 1.0).reshape(GRID, GRID)
-            cls = predicted_class(out, task.out_act).astype(jnp.uint8).reshape(GRID, GRID)
+            cls = cls.astype(jnp.uint8).reshape(GRID, GRID)
             _, hidden, _ = forward(state.params, small, hyper.arch, d, norm=state.norm)
             neurons = [quantise(h.T, -1.0, 1.0).reshape(D, G, G) for h in hidden]
             grids = jnp.stack(neurons) if n_layers else jnp.zeros((0, D, G, G), jnp.uint8)

@@ -410,6 +410,21 @@ def test_regression_and_multiclass_heatmaps(engine, np_ref):
     assert_image_close(out[0], np.round(p.max(-1) * 255))
 
 
+@pytest.mark.parametrize("problem", ["classification", "regression"])
+def test_tanh_output_heatmaps(engine, problem):
+    """TensorFlow Playground's tanh output: the heatmap shows (tanh + 1) / 2 for either
+    problem, and the class is tanh > 0 (labels -1/+1)."""
+    data = {"layers": [], "output_activation": "tanh", "weights": [{"w": [[0.4], [-0.3]], "b": [0.1]}]}
+    if problem == "regression":
+        data |= {"problem": "regression", "dataset": "plane"}
+    out, _, _ = Run(engine, parse_config(data)).frame()
+    x1, x2 = grid(100)
+    z = 0.4 * x1 - 0.3 * x2 + 0.1
+    assert_image_close(out[0], quantised((np.tanh(z) + 1) / 2, 0, 1))
+    if problem == "classification":
+        np.testing.assert_array_equal(out[1], (z > 0).astype(np.uint8))
+
+
 @pytest.mark.parametrize("how", ["learning_rate", "set_param"])
 def test_diverged_run_is_reported_and_recovers(engine, how):
     data = {"problem": "regression", "dataset": "plane", "layers": [{"units": 8, "activation": "relu"}] * 3,
