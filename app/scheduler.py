@@ -182,9 +182,12 @@ class Scheduler:
                 s.dirty = True
                 self.reply(s, {"type": "notice", "message": "paused: no activity for a while"})
         # A client that has not taken its last frame yet (slow, or not reading at all) gets no
-        # new work: its training waits for it, and the ticks stay short for the others.
+        # new work: its training waits for it, and the ticks stay short for the others. A
+        # change it made is the exception: its unsent frame no longer shows the session, so
+        # the next one (which replaces it) does, without waiting a tick for the sender; a
+        # client's changes are rate-limited, so this work is bounded too.
         self._backlogged = any(s.backlogged() and s.wants_training() for s in sessions)
-        sessions = [s for s in sessions if not s.backlogged()]
+        sessions = [s for s in sessions if not s.backlogged() or s.dirty]
         work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
         crowded = sum(1 for s in sessions if s.wants_training()) > 1
         if crowded:

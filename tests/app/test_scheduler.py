@@ -6,7 +6,7 @@ import json
 
 from app.metrics import Metrics
 from app.scheduler import Scheduler
-from app.session import Command, Session
+from app.session import Command, Session, decode_frame
 from core.config import parse_config
 
 
@@ -62,6 +62,25 @@ def test_a_client_that_does_not_take_its_frame_gets_no_new_work(engine):
     assert stuck.take_frame() is not None  # taken at last: it trains again
     sched.tick()
     assert stuck.run.epoch == 4
+
+
+def test_a_client_behind_on_frames_that_makes_a_change_gets_a_frame_showing_it(engine):
+    """Its unsent frame no longer shows the session: the next tick replaces it with one that
+    does (counted as dropped), instead of waiting for the client to take the stale one."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    stuck = _session(engine, 1, 2)
+    sched.add(stuck)
+    sched.auto_epochs = 2
+    sched.tick()
+    assert stuck.run.epoch == 2 and stuck.backlogged()
+    sched.tick()
+    assert stuck.run.epoch == 2 and stuck.frames_dropped == 0  # behind: no new work
+    stuck.submit(Command("config", {"patch": {"learning_rate": 0.5}}, None))
+    sched.tick()
+    header, _ = decode_frame(stuck.take_frame())
+    assert stuck.frames_dropped == 1 and header["version"] == stuck.version
+    assert stuck.run.cfg.learning_rate == 0.5 and stuck.run.epoch == 4
+    sched.stop()
 
 
 def test_commands_after_a_step_see_the_network_after_it(engine):
