@@ -40,13 +40,14 @@ def measure(engine: Engine, name: str, seconds: float, sessions: int) -> dict:
     chunk = engine.chunk
 
     def train_only():
-        run.state, hist, _ = engine.train(run.packed, *run.device_inputs(), chunk, run.depth, cfg.batch_size, chunk)
+        run.state, hist, _ = engine.train(run.packed, *run.device_inputs(), chunk, run.depth, cfg.batch_size, chunk,
+                                          full=run.full_loop)
         jax.block_until_ready(hist)
 
     def one_frame():  # what a page needs per animation frame: 1 epoch, losses, every grid
         # as the server draws it: the epoch measures the losses, the frame only adds the grids
         data, hyper = run.device_inputs()
-        run.state, hist, _ = engine.train(run.packed, data, hyper, 1, run.depth, cfg.batch_size, 1)
+        run.state, hist, _ = engine.train(run.packed, data, hyper, 1, run.depth, cfg.batch_size, 1, full=run.full_loop)
         jax.block_until_ready((hist, engine.frame(run.packed, data, hyper, run.depth, with_metrics=False)))
 
     train_only()

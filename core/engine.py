@@ -32,7 +32,7 @@ from core.metrics import names as metric_names
 from core.model import D, K, Arch, Norm, Params, forward, init_params
 from core.optim import OptHyper
 from core.train import (
-    Data, Flags, Hyper, Reg, Task, TrainState, frame, padded_features, predict, train_chunk,
+    Data, Flags, Hyper, Reg, Task, TrainState, frame, needs_full_loop, padded_features, predict, train_chunk,
 )
 
 log = logging.getLogger("nnplay.engine")
@@ -721,9 +721,15 @@ class Engine:
                                           self.n_layers, 0))
         train = partial(_train_packed, codec=self.codec, n_layers=self.n_layers, chunk=self.chunk)
         frame_ = partial(_frame_packed, codec=self.codec, n_layers=self.n_layers)
+        # One session's training: per bucket, a program with the lean minibatch loop only and
+        # one with the batch/layer norm and dropout loop only. The lean one, what the default
+        # settings need before a server reports ready, loads in 0.8 s instead of the 1.5 s of
+        # one holding both loops (docs/benchmarks.md, eighth session). Batched programs keep
+        # both loops: a group's sessions share the flags that pick one.
         self._train = {
-            cap: _Exportable(f"train-{static}-B{cap}", jax.jit(partial(train, bcap=cap)), _state_out)
-            for cap in self.buckets
+            (cap, full): _Exportable(f"train-{static}-B{cap}-{'full' if full else 'lean'}",
+                                     jax.jit(partial(train, bcap=cap, loop="full" if full else "lean")), _state_out)
+            for cap in self.buckets for full in (False, True)
         }
         self._frame = _Exportable(f"frame-{static}", jax.jit(frame_), _triple_out)
         self._train_many = {
@@ -755,10 +761,14 @@ class Engine:
         a ``TrainState`` comes back as one with NumPy leaves."""
         return Packed(f, u) if isinstance(given, Packed) else self.codec.unpack_host(f, u)
 
-    def train(self, state, data, hyper, n_epochs: int, depth: int, batch_size: int, every: int = 1):
+    def train(self, state, data, hyper, n_epochs: int, depth: int, batch_size: int, every: int = 1,
+              full: bool | None = None):
         """Returns (new state, history (chunk, M), trained (chunk,)). ``state`` is a
-        ``TrainState`` or, cheaper, a ``Packed`` one (what ``Run`` keeps)."""
-        f, u, hist, ok = self._train[self.bucket(batch_size)](
+        ``TrainState`` or, cheaper, a ``Packed`` one (what ``Run`` keeps). ``full``: whether
+        the settings need the norm and dropout loop (``needs_full_loop``; read from ``hyper``
+        when not given, a copy to the host when ``hyper`` is on the device)."""
+        full = needs_full_loop(hyper) if full is None else full
+        f, u, hist, ok = self._train[(self.bucket(batch_size), full)](
             *self._packed(state), data, hyper, np.int32(n_epochs), np.int32(depth), np.int32(max(every, 1)))
         return self._like(state, f, u), hist, ok
 
@@ -783,8 +793,9 @@ class Engine:
     def _singles(self, run: "Run") -> list[tuple[str, "_Exportable", tuple]]:
         """Each single-session program with arguments shaped as the server's calls are."""
         common = self.codec.pack_host(run.state) + (run.data, run.hyper)
-        calls = [(f"train-B{cap}", self._train[cap], common + (np.int32(0), np.int32(0), np.int32(1)))
-                 for cap in self.buckets]
+        calls = [(f"train-B{cap}-{'full' if full else 'lean'}", self._train[(cap, full)],
+                  common + (np.int32(0), np.int32(0), np.int32(1)))
+                 for cap in self.buckets for full in (False, True)]
         calls.append(("frame", self._frame, common + (np.int32(0), np.bool_(True))))
         calls.append(("hidden", self._hidden, (run.state.params, run.state.norm,
                                                 np.zeros((self.n_probe, 2), np.float32), run.hyper.arch, np.int32(0))))
@@ -803,7 +814,8 @@ class Engine:
         program is exported already, so that loading it (about a second each) is all that
         is left: a server may then report ready and load the rest right after."""
         run = Run(self, self.default_config())
-        first = {f"train-B{self.bucket(self.default_config().batch_size)}", "frame"}
+        loop = "full" if run.full_loop else "lean"
+        first = {f"train-B{self.bucket(self.default_config().batch_size)}-{loop}", "frame"}
         calls = self._singles(run)
         self._load_side_by_side([c for c in calls if c[0] in first])
         return all(exp.stored(*args) for name, exp, args in calls if name not in first)
@@ -854,6 +866,11 @@ class Run:
         return len(self.cfg.layers)
 
     @property
+    def full_loop(self) -> bool:
+        """Whether training needs the minibatch loop with the norm and dropout code."""
+        return needs_full_loop(self.hyper)
+
+    @property
     def state(self) -> TrainState:
         """The training state (NumPy leaves), unpacked from ``packed`` when first read."""
         if self._state is None:
@@ -890,7 +907,7 @@ class Run:
         while left > 0:
             k = min(left, self.engine.chunk)
             self.state, hist, ok = self.engine.train(
-                self.packed, *self.device_inputs(), k, self.depth, self.cfg.batch_size, every)
+                self.packed, *self.device_inputs(), k, self.depth, self.cfg.batch_size, every, full=self.full_loop)
             hist, ok = np.asarray(hist), np.asarray(ok)
             rows.append(hist[ok])
             left -= k

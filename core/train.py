@@ -179,7 +179,7 @@ def _finite(tree) -> jax.Array:
 
 
 def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bcap: int, perm, k_aug, k_drop,
-           batched: bool = False):
+           batched: bool = False, loop: str = "both"):
     """One pass over the training points in minibatches, in the order ``perm`` (N,). Returns
     the new state (key not advanced), the epoch's mean per-layer gradient norms and its
     learning rate. Holds no sort, scatter or library call, so XLA compiles a loop over
@@ -236,12 +236,22 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
         # a new function per path: fori_loop caches traced bodies by function identity
         return lambda carry: lax.fori_loop(0, n_updates, update, carry)
 
-    # The flags are shared by a batched call's sessions, so this stays a real branch under vmap.
-    optional = hyper.arch.batch_norm | hyper.arch.layer_norm | hyper.flags.dropout
     carry = (state.params, state.opt_state, state.norm, jnp.zeros(n_layers + 1))
-    params, opt_state, norm, gsum = lax.cond(optional, updates(True), updates(False), carry)
+    if loop == "both":
+        # The flags are shared by a batched call's sessions, so this stays a real branch under vmap.
+        optional = hyper.arch.batch_norm | hyper.arch.layer_norm | hyper.flags.dropout
+        params, opt_state, norm, gsum = lax.cond(optional, updates(True), updates(False), carry)
+    else:  # a program with one of the loops: the caller picks it by ``needs_full_loop``
+        params, opt_state, norm, gsum = updates(loop == "full")(carry)
     state = state._replace(params=params, opt_state=opt_state, norm=norm, epoch=state.epoch + 1)
     return state, gsum / n_updates.astype(jnp.float32), lr
+
+
+def needs_full_loop(hyper: Hyper) -> bool:
+    """Whether training needs the minibatch loop with the batch/layer norm and dropout code
+    (``hyper`` on the host, or one session's of a stacked group: they share these flags)."""
+    a, f = hyper.arch, hyper.flags
+    return bool(np.any(a.batch_norm) or np.any(a.layer_norm) or np.any(f.dropout))
 
 
 def _measure(state: TrainState, data: Data, hyper: Hyper, depth, lr, gnorm, epochs_since):
@@ -295,7 +305,7 @@ def _row(m: dict, state: TrainState, lr, gnorm, hyper: Hyper, depth: int) -> jax
 
 def train_chunk(
     state: TrainState, data: Data, hyper: Hyper, n_epochs: jax.Array, depth: jax.Array, every: jax.Array,
-    *, n_layers: int, bcap: int, chunk: int, batched: bool = False,
+    *, n_layers: int, bcap: int, chunk: int, batched: bool = False, loop: str = "both",
 ) -> tuple[TrainState, jax.Array, jax.Array]:
     """Train up to ``chunk`` epochs (``n_epochs`` of them; fewer if early stopping fires or the
     run diverges). Metrics are measured every ``every`` epochs and after the last one; the
@@ -307,7 +317,10 @@ def train_chunk(
     ``n_epochs``, ``depth`` and ``every`` are shared by all sessions of a batched call, so the
     loops and conditionals on them stay real under ``vmap``. A session that stopped or
     diverged keeps its state (in a batch it computes along). ``batched``: this is traced
-    under ``vmap``, where the minibatch products keep XLA's dot (see ``model.matmul``)."""
+    under ``vmap``, where the minibatch products keep XLA's dot (see ``model.matmul``).
+    ``loop``: "both" holds the lean minibatch loop and the one with the batch/layer norm and
+    dropout code, chosen per epoch; "lean" or "full" holds only that one, for a caller that
+    picks the program by ``needs_full_loop`` (a lean program trains as if all three were off)."""
     M = len(names(n_layers))
     N = data.x_train.shape[0]
     data = with_features(data)
@@ -341,7 +354,8 @@ def train_chunk(
 
             def epoch(e, c):
                 at = lambda a: lax.dynamic_index_in_dim(a, e, 0, keepdims=False)  # noqa: E731
-                return _epoch(c[0], data, hyper, depth, n_layers, bcap, at(perms), at(augs), at(drops), batched)
+                return _epoch(c[0], data, hyper, depth, n_layers, bcap, at(perms), at(augs), at(drops), batched,
+                              loop)
 
             state, gnorm, lr = lax.fori_loop(
                 0, k, epoch, (state, jnp.zeros(n_layers + 1), jnp.zeros((), jnp.float32)))

@@ -522,7 +522,7 @@ def test_engines_of_one_process_share_loaded_programs(warm_engine, backend_compi
     jax.block_until_ready(other.train(run.state, *run.device_inputs(), 2, run.depth, 10, 1))
     jax.block_until_ready(other.frame(run.state, *run.device_inputs(), run.depth))
     assert backend_compiles() == before
-    for mine, theirs in ((other._train[16], warm_engine._train[16]), (other._frame, warm_engine._frame)):
+    for mine, theirs in ((other._train[(16, False)], warm_engine._train[(16, False)]), (other._frame, warm_engine._frame)):
         (sig,) = mine._calls
         assert mine._calls[sig][0] is theirs._calls[sig][0]
 
@@ -533,7 +533,7 @@ def test_a_sessions_repeated_calls_reuse_its_inputs_and_answer_as_a_fresh_call(e
     kept), and a settings change (a new ``hyper``) is a new entry, not a stale one."""
     cfg = parse_config({"n_points": 200, "seed": 3})
     run = Run(engine, cfg)
-    exp = engine._train[engine.bucket(cfg.batch_size)]
+    exp = engine._train[(engine.bucket(cfg.batch_size), False)]
     used = []
     repeat = exp._repeat
     exp._repeat = lambda args: (lambda r: (used.append(r is not None), r)[1])(repeat(args))
@@ -562,6 +562,26 @@ def test_a_sessions_repeated_calls_reuse_its_inputs_and_answer_as_a_fresh_call(e
         assert train(data, hyper)[0].tobytes() == first[0].tobytes() and used[-1] is True
     finally:
         del exp._repeat
+
+
+@pytest.mark.parametrize("setting", [{"batch_norm": True}, {"layer_norm": True}, {"dropout": 0.2}, {}])
+def test_a_session_trains_with_the_program_its_settings_need(engine, setting):
+    """One session's training programs hold one minibatch loop each; the engine picks the one
+    with the norm and dropout code exactly when a setting needs it. A batch-norm session
+    trained by the lean program would keep its running statistics at their start values."""
+    run = Run(engine, parse_config({"n_points": 200, "seed": 2, **setting}))
+    assert run.full_loop == bool(setting)
+    picked = []
+    programs = dict(engine._train)
+    try:
+        for key, exp in programs.items():
+            engine._train[key] = (lambda k, e: lambda *a: (picked.append(k[1]), e(*a))[1])(key, exp)
+        hist = run.train(3)
+    finally:
+        engine._train.update(programs)
+    assert picked == [bool(setting)] and len(hist) == 3
+    if setting.get("batch_norm"):
+        assert np.abs(np.asarray(run.state.norm.mean[0, :4])).max() > 1e-3
 
 
 def test_warmup_first_says_whether_the_rest_only_has_to_load(warm_engine, monkeypatch):
