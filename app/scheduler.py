@@ -205,13 +205,17 @@ class Scheduler:
                 key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth))
                 work[key].append((s, n))
         trained: dict[int, np.ndarray] = {}
+        drawn: dict[int, tuple] = {}  # frames drawn by the training call itself (narrow programs)
         t0 = time.perf_counter()
         jobs = [(key, part, size) for key, group in work.items() for part, size in self._chunks(group)]
-        for rows in self._map(self._train_part, jobs):
-            trained.update(rows)
+        for result in self._map(self._train_part, jobs):
+            for sid, (rows, frame) in result.items():
+                trained[sid] = rows
+                if frame is not None and self._fresh_row(rows) is not None:
+                    drawn[sid] = frame
         if work:
             self.metrics.step_seconds.observe(time.perf_counter() - t0)
-        need = [s for s in sessions if s.id in trained or s.dirty]
+        need = [s for s in sessions if (s.id in trained or s.dirty) and s.id not in drawn]
         frames: dict[tuple, list[Session]] = defaultdict(list)
         for s in need:
             # A session that has just trained has its metrics in its last history row.
@@ -224,19 +228,21 @@ class Scheduler:
         results = self._map(self._frame_part, jobs)
         if jobs:
             self.metrics.frame_seconds.observe((time.perf_counter() - t1) / len(need))
-        for (key, part, _), outs in zip(jobs, results):
-            for s, (out, neurons, row) in zip(part, outs):
-                if not key[-1]:
-                    row = self._fresh_row(trained[s.id])
-                s.publish(out, neurons, row, trained.get(s.id, empty))
-                s.dirty = False
-                if row[i_div] > 0 or row[i_stop] > 0:
-                    s.playing = False
+        done = [(s, out, neurons, row if key[-1] else self._fresh_row(trained[s.id]))
+                for (key, part, _), outs in zip(jobs, results) for s, (out, neurons, row) in zip(part, outs)]
+        by_id = {s.id: s for s in sessions}
+        done += [(by_id[sid], out, neurons, self._fresh_row(trained[sid])) for sid, (out, neurons, _) in drawn.items()]
+        for s, out, neurons, row in done:
+            s.publish(out, neurons, row, trained.get(s.id, empty))
+            s.dirty = False
+            if row[i_div] > 0 or row[i_stop] > 0:
+                s.playing = False
         return bool(work)
 
-    def _train_part(self, key: tuple, part: list[tuple[Session, int]], size: int) -> dict[int, np.ndarray]:
+    def _train_part(self, key: tuple, part: list[tuple[Session, int]], size: int) -> dict[int, tuple]:
         """Train one part of a group (its sessions are in no other part): one session alone,
-        or ``size`` sessions (padded) in one batched call. Returns each session's new rows."""
+        or ``size`` sessions (padded) in one batched call. Returns each session's new rows and
+        the frame its training call drew (None: drawn later)."""
         depth, cap, n, _ = key
         if size == 1:
             s, k = part[0]
@@ -248,10 +254,10 @@ class Scheduler:
             stack_hyper([r.hyper for r in pad]), n, depth, cap, n)
         new_states = _unstack(states, len(runs))
         hist, ok = np.asarray(hist), np.asarray(ok)
-        out: dict[int, np.ndarray] = {}
+        out: dict[int, tuple] = {}
         for j, (s, _) in enumerate(part):
             s.run.state = new_states[j]
-            out[s.id] = hist[j][ok[j]]
+            out[s.id] = (hist[j][ok[j]], None)
             self._count(s, int(ok[j].sum()))
         return out
 
@@ -339,10 +345,11 @@ class Scheduler:
         o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
         return [(o[j], n[j], r[j]) for j in range(len(runs))]
 
-    def _train_one(self, s: Session, n: int) -> np.ndarray:
-        rows = s.run.train(n, every=n)
+    def _train_one(self, s: Session, n: int) -> tuple[np.ndarray, tuple | None]:
+        """A session alone: a narrow network's frame comes with its training, in one call."""
+        rows, frame = s.run.train_and_frame(n, every=n)
         self._count(s, len(rows))
-        return rows
+        return rows, frame
 
     def _count(self, s: Session, epochs: int) -> None:
         self.metrics.epochs.inc(epochs)

@@ -39,16 +39,18 @@ def measure(engine: Engine, name: str, seconds: float, sessions: int) -> dict:
     run = Run(engine, cfg)
     chunk = engine.chunk
 
+    # One session's calls as the server makes them (``Run``: the narrow programs where the
+    # network fits them, the state kept on the device between calls), results on the host.
     def train_only():
-        run.state, hist, _ = engine.train(run.packed, *run.device_inputs(), chunk, run.depth, cfg.batch_size, chunk,
-                                          full=run.full_loop)
-        jax.block_until_ready(hist)
+        run.train(chunk, every=chunk)
+        run.history.clear()
 
     def one_frame():  # what a page needs per animation frame: 1 epoch, losses, every grid
         # as the server draws it: the epoch measures the losses, the frame only adds the grids
-        data, hyper = run.device_inputs()
-        run.state, hist, _ = engine.train(run.packed, data, hyper, 1, run.depth, cfg.batch_size, 1, full=run.full_loop)
-        jax.block_until_ready((hist, engine.frame(run.packed, data, hyper, run.depth, with_metrics=False)))
+        _, drawn = run.train_and_frame(1)
+        if drawn is None:  # a network too wide for the narrow programs: a second call draws it
+            run.frame(with_metrics=False)
+        run.history.clear()
 
     train_only()
     one_frame()
@@ -67,7 +69,7 @@ def measure(engine: Engine, name: str, seconds: float, sessions: int) -> dict:
 
     batched()
     sess_eps = _median_rate(batched, seconds, chunk * sessions)
-    return {"net": name, "train_epochs_per_s": round(eps, 1), "frame_ms": round(frame_ms, 3),
+    return {"net": name, "narrow": run.narrow, "train_epochs_per_s": round(eps, 1), "frame_ms": round(frame_ms, 3),
             "batched_sessions": sessions, "batched_session_epochs_per_s": round(sess_eps, 1)}
 
 

@@ -32,7 +32,8 @@ from core.metrics import names as metric_names
 from core.model import D, K, Arch, Norm, Params, forward, init_params
 from core.optim import OptHyper
 from core.train import (
-    Data, Flags, Hyper, Reg, Task, TrainState, frame, needs_full_loop, padded_features, predict, train_chunk,
+    Data, Flags, Hyper, Reg, Task, TrainState, frame, needs_full_loop, padded_features, predict, train_and_draw,
+    train_chunk,
 )
 
 log = logging.getLogger("nnplay.engine")
@@ -459,13 +460,121 @@ class StateCodec:
         return jax.tree.unflatten(self.treedef, out)
 
 
+# --- the narrow programs -------------------------------------------------------------------
+#
+# Every program pads a network to L = 6 layers of D = 8 units. A network of at most
+# NARROW_LAYERS layers of at most NARROW units, whose features are among the first NARROW
+# (x1, x2, x1_sq, x2_sq) - TensorFlow Playground's default [4, 2] on x1, x2 among them -
+# trains alone on programs compiled for that smaller padding instead: the same code with
+# (3, 4, 4) layers. Its minibatch update does a quarter of the padded products and visits
+# half the layer slots; net (a) of the benchmark trained ~1.6x (width) and ~1.2x more
+# (layers) as many epochs a second (docs/benchmarks.md, ninth session). ``Run`` keeps such a
+# session's state in the narrow form while it trains alone and widens it (host NumPy, one
+# gather) when it joins a batched call; everything outside the hot calls sees the wide state
+# and wide metrics rows.
+
+NARROW = 4
+NARROW_LAYERS = 3
+
+
+def narrow_params(p: Params, width: int = NARROW, layers: int = NARROW_LAYERS) -> Params:
+    """One (unbatched) ``Params``' first ``layers`` layers and ``width`` inputs and units."""
+    return Params(w=p.w[:layers, :width, :width], b=p.b[:layers, :width], gamma=p.gamma[:layers, :width],
+                  beta=p.beta[:layers, :width], w_out=p.w_out[:width], b_out=p.b_out)
+
+
+def _narrow_norm(n: Norm, width: int, layers: int) -> Norm:
+    return Norm(n.mean[:layers, :width], n.var[:layers, :width])
+
+
+def narrow_state(s: TrainState, width: int = NARROW, layers: int = NARROW_LAYERS) -> TrainState:
+    """The part of one (unbatched) state a narrow program trains: ``narrow_params`` of the
+    weights, the optimizer moments and the early-stopping copy, the norms' statistics, and
+    the gradient norms of the kept layers and of the output. Only valid for networks that fit."""
+    in_opt = lambda x: narrow_params(x, width, layers) if isinstance(x, Params) else x  # noqa: E731
+    g = np.asarray(s.grad_norm)
+    return s._replace(
+        params=narrow_params(s.params, width, layers),
+        opt_state=jax.tree.map(in_opt, s.opt_state, is_leaf=lambda x: isinstance(x, Params)),
+        norm=_narrow_norm(s.norm, width, layers), best=narrow_params(s.best, width, layers),
+        best_norm=_narrow_norm(s.best_norm, width, layers), grad_norm=np.concatenate([g[:layers], g[-1:]]))
+
+
+def narrow_hyper(h: Hyper, width: int = NARROW, layers: int = NARROW_LAYERS) -> Hyper:
+    """One (unbatched) ``Hyper`` for the narrow programs."""
+    a = h.arch
+    return h._replace(arch=a._replace(feat_mask=a.feat_mask[:width], unit_mask=a.unit_mask[:layers, :width],
+                                      act=a.act[:layers]))
+
+
+def fits_narrow(cfg: Config, layers: int = NARROW_LAYERS) -> bool:
+    """Whether ``cfg``'s network fits the narrow programs: at most ``layers`` layers of at most
+    NARROW units, features among the first NARROW, and no batch/layer norm or dropout (those
+    train with the full minibatch loop, which has no narrow program)."""
+    return (len(cfg.layers) <= layers and all(layer.units <= NARROW for layer in cfg.layers)
+            and all(FEATURES.index(x) < NARROW for x in cfg.features)
+            and not (cfg.batch_norm or cfg.layer_norm or cfg.dropout > 0))
+
+
+class Narrowing:
+    """How a state and a metrics row of the narrow programs sit in the wide ones.
+    ``index[i]``: the wide float position of narrow float ``i``; the integer buffer is laid
+    out the same in both forms. ``rows``: the wide metrics column of each narrow one."""
+
+    def __init__(self, wide: StateCodec, template: TrainState, layers: int):
+        self.layers = layers
+        f, u = wide.pack_host(template)
+        ids = wide.unpack_host(np.arange(f.shape[-1], dtype=np.float32), u)  # exact below 2**24
+        self.codec = StateCodec(narrow_state(ids, NARROW, layers))
+        fn, un = self.codec.pack_host(narrow_state(ids, NARROW, layers))
+        ints = lambda c: [fld[1:] for fld in c.fields if not fld[0]]  # noqa: E731
+        assert ints(self.codec) == ints(wide) and np.array_equal(un, u), "integer leaves must not depend on width"
+        self.index = fn.astype(np.int64)
+        self.inverse = np.full(f.shape[-1], -1, np.int64)
+        self.inverse[self.index] = np.arange(len(self.index))
+        wide_layers = np.shape(template.params.w)[0]
+        wide_names = metric_names(wide_layers)
+
+        def column(name: str) -> int:  # the output's gradient norm comes after the hidden layers'
+            out = name.startswith("grad_norm_") and int(name.removeprefix("grad_norm_")) == layers
+            return wide_names.index(f"grad_norm_{wide_layers}" if out else name)
+
+        self.rows = np.array([column(n) for n in metric_names(layers)])
+        self.n_wide_rows = len(wide_names)
+        # gradient norms of layer slots the narrow programs lack: 0 where a row was measured
+        self.absent = np.array([i for i, n in enumerate(wide_names) if i not in set(self.rows.tolist())])
+
+    def narrow(self, packed: Packed) -> Packed:
+        return Packed(np.asarray(packed.f)[..., self.index], np.asarray(packed.u))
+
+    def widen(self, packed: Packed, base: np.ndarray) -> Packed:
+        """The narrow ``packed`` written into a copy of the wide float buffer ``base`` (which
+        holds the padded slots' values: they are not trained while narrow)."""
+        f = np.array(base, np.float32, copy=True)
+        f[..., self.index] = np.asarray(packed.f)
+        return Packed(f, np.asarray(packed.u))
+
+    def wide_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Metrics rows (..., narrow M) as the wide programs give them (NaN rows stay NaN)."""
+        rows = np.asarray(rows)
+        out = np.full(rows.shape[:-1] + (self.n_wide_rows,), np.nan, np.float32)
+        out[..., self.rows] = rows
+        out[..., self.absent] = np.where(np.isnan(rows[..., :1]), np.nan, 0.0)
+        return out
+
+
 def _train_packed(f, u, data, hyper, n_epochs, depth, every, *, codec: StateCodec, **kw):
     state, hist, ok = train_chunk(codec.unpack(f, u), data, hyper, n_epochs, depth, every, **kw)
     return codec.pack(state) + (hist, ok)
 
 
-def _frame_packed(f, u, data, hyper, depth, with_metrics, *, codec: StateCodec, n_layers: int):
-    return frame(codec.unpack(f, u), data, hyper, depth, with_metrics, n_layers=n_layers)
+def _train_draw_packed(f, u, data, hyper, n_epochs, depth, every, draw, with_metrics, *, codec: StateCodec, **kw):
+    state, *rest = train_and_draw(codec.unpack(f, u), data, hyper, n_epochs, depth, every, draw, with_metrics, **kw)
+    return codec.pack(state) + tuple(rest)
+
+
+def _frame_packed(f, u, data, hyper, depth, with_metrics, *, codec: StateCodec, n_layers: int, width: int = D):
+    return frame(codec.unpack(f, u), data, hyper, depth, with_metrics, n_layers=n_layers, width=width)
 
 
 def _state_out(args):
@@ -474,6 +583,10 @@ def _state_out(args):
 
 def _triple_out(args):
     return jax.tree.structure((0, 0, 0))
+
+
+def _drawn_out(args):
+    return jax.tree.structure((0,) * 7)
 
 
 def _source_key() -> str:
@@ -717,8 +830,11 @@ class Engine:
         self.buckets = tuple(sorted({min(16, self.n_max), min(128, self.n_max), self.n_max}))
         self.metric_names = metric_names(self.n_layers)
         static = f"L{self.n_layers}-N{self.n_max}-E{self.chunk}"
-        self.codec = StateCodec(new_state(fresh_params(self.default_config(), self.n_layers, np.random.default_rng(0)),
-                                          self.n_layers, 0))
+        template = new_state(fresh_params(self.default_config(), self.n_layers, np.random.default_rng(0)),
+                             self.n_layers, 0)
+        self.codec = StateCodec(template)
+        self.narrow_layers = min(NARROW_LAYERS, self.n_layers)
+        self.narrowing = Narrowing(self.codec, template, self.narrow_layers)
         train = partial(_train_packed, codec=self.codec, n_layers=self.n_layers, chunk=self.chunk)
         frame_ = partial(_frame_packed, codec=self.codec, n_layers=self.n_layers)
         # One session's training: per bucket, a program with the lean minibatch loop only and
@@ -732,6 +848,16 @@ class Engine:
             for cap in self.buckets for full in (False, True)
         }
         self._frame = _Exportable(f"frame-{static}", jax.jit(frame_), _triple_out)
+        # The narrow programs (see ``fits_narrow``): the lean loop only, and each draws the
+        # frame of the state it trained when asked (``train_and_draw``), so that a session
+        # training alone makes one call a tick; with 0 epochs it only draws.
+        narrow, tag = self.narrowing.codec, f"W{NARROW}L{self.narrow_layers}"
+        self._train_narrow = {
+            cap: _Exportable(f"train_draw-{static}-{tag}-B{cap}-lean", jax.jit(partial(
+                _train_draw_packed, codec=narrow, n_layers=self.narrow_layers, chunk=self.chunk, bcap=cap,
+                loop="lean", width=NARROW)), _drawn_out)
+            for cap in self.buckets
+        }
         self._train_many = {
             cap: _Exportable(f"train_many-{static}-B{cap}", jax.jit(jax.vmap(
                 partial(train, bcap=cap, batched=True),
@@ -762,15 +888,35 @@ class Engine:
         return Packed(f, u) if isinstance(given, Packed) else self.codec.unpack_host(f, u)
 
     def train(self, state, data, hyper, n_epochs: int, depth: int, batch_size: int, every: int = 1,
-              full: bool | None = None):
+              full: bool | None = None, narrow: bool = False):
         """Returns (new state, history (chunk, M), trained (chunk,)). ``state`` is a
         ``TrainState`` or, cheaper, a ``Packed`` one (what ``Run`` keeps). ``full``: whether
         the settings need the norm and dropout loop (``needs_full_loop``; read from ``hyper``
-        when not given, a copy to the host when ``hyper`` is on the device)."""
+        when not given, a copy to the host when ``hyper`` is on the device). ``narrow``: train
+        with the narrow programs; ``state`` is then a narrow ``Packed`` state
+        (``narrowing.narrow``) and ``hyper`` a narrow one (``narrow_hyper``)."""
+        if narrow:
+            assert not full, "the narrow programs hold the lean loop only"
+            state, hist, ok, _ = self.train_and_draw(state, data, hyper, n_epochs, depth, batch_size, every,
+                                                     draw=False)
+            return state, hist, ok
         full = needs_full_loop(hyper) if full is None else full
         f, u, hist, ok = self._train[(self.bucket(batch_size), full)](
             *self._packed(state), data, hyper, np.int32(n_epochs), np.int32(depth), np.int32(max(every, 1)))
         return self._like(state, f, u), hist, ok
+
+    def train_and_draw(self, state, data, hyper, n_epochs: int, depth: int, batch_size: int, every: int = 1,
+                       draw: bool = True, with_metrics: bool = False):
+        """The narrow programs' one call: train ``n_epochs`` (0: none), then draw the frame.
+        ``state`` is a narrow ``Packed`` state (``narrowing.narrow``), ``hyper`` a narrow one
+        (``narrow_hyper``). Returns (state, history, trained, (output grids, neuron grids
+        (NARROW_LAYERS, NARROW, G, G), metrics row)); the rows have the narrow programs'
+        gradient norms (``narrowing.wide_rows`` widens them)."""
+        assert isinstance(state, Packed), "a narrow call takes a narrow packed state"
+        f, u, hist, ok, out, neurons, row = self._train_narrow[self.bucket(batch_size)](
+            *state, data, hyper, np.int32(n_epochs), np.int32(depth), np.int32(max(every, 1)), np.bool_(draw),
+            np.bool_(with_metrics))
+        return Packed(f, u), hist, ok, (out, neurons, row)
 
     def frame(self, state, data, hyper, depth: int, with_metrics: bool = True):
         """(output grids, neuron grids, metrics row); the row is NaN without ``with_metrics``."""
@@ -797,6 +943,11 @@ class Engine:
                   common + (np.int32(0), np.int32(0), np.int32(1)))
                  for cap in self.buckets for full in (False, True)]
         calls.append(("frame", self._frame, common + (np.int32(0), np.bool_(True))))
+        narrow = tuple(self.narrowing.narrow(Packed(*common[:2]))) + (
+            run.data, narrow_hyper(run.hyper, NARROW, self.narrow_layers))
+        calls += [(f"train-narrow-B{cap}", self._train_narrow[cap],
+                   narrow + (np.int32(0), np.int32(0), np.int32(1), np.bool_(True), np.bool_(True)))
+                  for cap in self.buckets]
         calls.append(("hidden", self._hidden, (run.state.params, run.state.norm,
                                                 np.zeros((self.n_probe, 2), np.float32), run.hyper.arch, np.int32(0))))
         return calls
@@ -814,8 +965,11 @@ class Engine:
         program is exported already, so that loading it (about a second each) is all that
         is left: a server may then report ready and load the rest right after."""
         run = Run(self, self.default_config())
-        loop = "full" if run.full_loop else "lean"
-        first = {f"train-B{self.bucket(self.default_config().batch_size)}-{loop}", "frame"}
+        cap = self.bucket(self.default_config().batch_size)
+        if run.narrow:
+            first = {f"train-narrow-B{cap}"}  # it draws the frames too
+        else:
+            first = {f"train-B{cap}-{'full' if run.full_loop else 'lean'}", "frame"}
         calls = self._singles(run)
         self._load_side_by_side([c for c in calls if c[0] in first])
         return all(exp.stored(*args) for name, exp, args in calls if name not in first)
@@ -849,17 +1003,33 @@ class Run:
         self._rng = np.random.default_rng(cfg.seed)
         self._state: TrainState | None = None
         self._packed: Packed | None = None
+        # ``_packed`` in the narrow form (``Engine.narrowing``), and the wide float buffer it
+        # was cut from (the padded slots' values, for widening it again)
+        self._narrowed = False
+        self._base: np.ndarray | None = None
         self.state = new_state(fresh_params(cfg, engine.n_layers, self._rng), engine.n_layers, cfg.seed)
         self.history: list[np.ndarray] = []
         self._device: tuple | None = None  # (data, hyper) on the device, and what they copy
+        self._device_narrow: tuple | None = None  # the same with the narrow hyper
 
-    def device_inputs(self) -> tuple[Data, Hyper]:
+    def device_inputs(self, narrow: bool = False) -> tuple[Data, Hyper]:
         """``data`` and ``hyper`` on the device, copied once per change of either (they stay
-        NumPy for batching): putting ~60 small arrays on the device costs ~0.8 ms a call."""
-        if self._device is None or self._device[0] is not self.data or self._device[1] is not self.hyper:
-            dev = jax.device_put((self.data, self.hyper), jax.devices()[0])
-            self._device = (self.data, self.hyper, dev)
-        return self._device[2]
+        NumPy for batching): putting ~60 small arrays on the device costs ~0.8 ms a call.
+        ``narrow``: with the hyper of the narrow programs."""
+        held = self._device_narrow if narrow else self._device
+        if held is None or held[0] is not self.data or held[1] is not self.hyper:
+            hyper = narrow_hyper(self.hyper, NARROW, self.engine.narrow_layers) if narrow else self.hyper
+            held = (self.data, self.hyper, jax.device_put((self.data, hyper), jax.devices()[0]))
+            if narrow:
+                self._device_narrow = held
+            else:
+                self._device = held
+        return held[2]
+
+    @property
+    def narrow(self) -> bool:
+        """Whether this run trains alone with the narrow programs (``fits_narrow``)."""
+        return fits_narrow(self.cfg, self.engine.narrow_layers)
 
     @property
     def depth(self) -> int:
@@ -874,50 +1044,98 @@ class Run:
     def state(self) -> TrainState:
         """The training state (NumPy leaves), unpacked from ``packed`` when first read."""
         if self._state is None:
-            self._state = self.engine.codec.unpack_host(*self._packed)
+            self._state = self.engine.codec.unpack_host(*self.packed)
         return self._state
 
     @state.setter
     def state(self, state) -> None:
-        """A ``TrainState`` or a ``Packed`` one."""
+        """A ``TrainState`` or a (wide) ``Packed`` one."""
         if isinstance(state, Packed):
             self._packed, self._state = state, None
         else:
             self._state, self._packed = state, None
+        self._narrowed = False
 
     @property
     def packed(self) -> Packed:
         """The state as the compiled programs take it: training and frames use this form, so
-        the state is not unpacked (65 arrays) on every call."""
+        the state is not unpacked (65 arrays) on every call. Always the wide form (batched
+        calls stack it); a narrow one is widened here, once."""
         if self._packed is None:
             self._packed = Packed(*self.engine.codec.pack_host(self._state))
+        elif self._narrowed:
+            self._packed, self._narrowed = self.engine.narrowing.widen(self._packed, self._base), False
+        return self._packed
+
+    def _narrow_packed(self) -> Packed:
+        """The state in the narrow form, cut from the wide one when it is not in that form yet."""
+        if not self._narrowed:
+            wide = self.packed
+            self._base = np.asarray(wide.f)
+            self._packed, self._narrowed = self.engine.narrowing.narrow(wide), True
         return self._packed
 
     @property
     def epoch(self) -> int:
         if self._state is None:
-            return self.engine.codec.epoch(self._packed)
+            return self.engine.codec.epoch(self._packed)  # the integer buffer is the same narrow or wide
         return int(self.state.epoch)
 
     def train(self, n_epochs: int, every: int = 1) -> np.ndarray:
         """Train ``n_epochs`` (in chunks), measuring every ``every`` epochs; returns the new
         metrics rows (k, M) (NaN rows between measurements)."""
-        rows = []
+        return self._train(n_epochs, every, draw=False)[0]
+
+    def train_and_frame(self, n_epochs: int, every: int = 1, with_metrics: bool = False) -> tuple[np.ndarray, tuple | None]:
+        """``train``, and the frame of the trained state when the narrow programs draw it in
+        the same call (else None: ``frame`` draws it). The frame's row is NaN without
+        ``with_metrics``; the last measured training row then says the same."""
+        return self._train(n_epochs, every, draw=True, with_metrics=with_metrics)
+
+    def _train(self, n_epochs: int, every: int, draw: bool, with_metrics: bool = False):
+        rows, drawn = [], None
         left = n_epochs
+        narrow = self.narrow
         while left > 0:
             k = min(left, self.engine.chunk)
-            self.state, hist, ok = self.engine.train(
-                self.packed, *self.device_inputs(), k, self.depth, self.cfg.batch_size, every, full=self.full_loop)
+            if narrow:
+                self._packed, hist, ok, drawn = self.engine.train_and_draw(
+                    self._narrow_packed(), *self.device_inputs(True), k, self.depth, self.cfg.batch_size, every,
+                    draw=draw and k == left, with_metrics=with_metrics)
+                self._state = None  # a cached unpacked state is now stale
+                hist = self.engine.narrowing.wide_rows(hist)
+            else:
+                self.state, hist, ok = self.engine.train(
+                    self.packed, *self.device_inputs(), k, self.depth, self.cfg.batch_size, every, full=self.full_loop)
             hist, ok = np.asarray(hist), np.asarray(ok)
             rows.append(hist[ok])
             left -= k
-            if not ok.all():  # stopped early or diverged
+            if not ok.all():  # stopped early or diverged: the frame must show the state it ended in
+                drawn = None if left > 0 else drawn
                 break
         new = np.concatenate(rows) if rows else np.zeros((0, len(self.engine.metric_names)), np.float32)
         self.history.extend(new)
-        return new
+        if narrow and draw and drawn is None:  # nothing trained, or it stopped before the last call
+            drawn = self._draw(with_metrics)
+        return new, (self._narrow_frame(drawn) if narrow and draw else None)
+
+    def _draw(self, with_metrics: bool):
+        return self.engine.train_and_draw(self._narrow_packed(), *self.device_inputs(True), 0, self.depth,
+                                          self.cfg.batch_size, 1, draw=True, with_metrics=with_metrics)[3]
+
+    def _narrow_frame(self, drawn) -> tuple:
+        """A narrow program's frame in the wide shapes (neuron grids (L, D, G, G), wide row)."""
+        out, small, row = drawn
+        small = np.asarray(small)
+        # absent units read 0, quantised to 128, as the wide program draws them
+        neurons = np.full((self.engine.n_layers, D) + small.shape[2:], 128, np.uint8)
+        neurons[:small.shape[0], :small.shape[1]] = small
+        return np.asarray(out), neurons, self.engine.narrowing.wide_rows(row)
 
     def frame(self, with_metrics: bool = True):
+        """(output grids (2, GRID, GRID), neuron grids (L, D, G, G), metrics row), uint8 grids."""
+        if self.narrow:
+            return self._narrow_frame(self._draw(with_metrics))
         out, neurons, row = self.engine.frame(self.packed, *self.device_inputs(), self.depth, with_metrics)
         return np.asarray(out), np.asarray(neurons), np.asarray(row)
 
@@ -991,7 +1209,10 @@ class Run:
             cfg = self.cfg
             idx = _weight_index(tuple(cfg.features), tuple(layer.units for layer in cfg.layers), cfg.n_outputs,
                                 self.engine.n_layers)
-            return np.asarray(self._packed.f)[self.engine.codec.params_index[idx]]
+            at = self.engine.codec.params_index[idx]
+            if self._narrowed:  # every weight in use is in the narrow form
+                at = self.engine.narrowing.inverse[at]
+            return np.asarray(self._packed.f)[at]
         return flat_weights(self.state.params, self.cfg)
 
     def hidden_space(self, layer: int, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:

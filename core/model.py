@@ -101,8 +101,9 @@ def layer_masks(arch: Arch, depth, n_layers: int) -> tuple[list[jax.Array], jax.
 def param_mask(arch: Arch, depth, n_layers: int) -> Params:
     """Which parameters may change: the ones of units in use, in layers in use."""
     hidden, out = layer_masks(arch, depth, n_layers)
-    zero = jnp.zeros((D, D), jnp.float32)
-    w = jnp.stack(hidden + [zero] * (n_layers - len(hidden))) if n_layers else jnp.zeros((0, D, D))
+    W = arch.feat_mask.shape[-1]  # D, or a narrow program's width
+    zero = jnp.zeros((W, W), jnp.float32)
+    w = jnp.stack(hidden + [zero] * (n_layers - len(hidden))) if n_layers else jnp.zeros((0, W, W))
     live = (jnp.arange(n_layers) < depth)[:, None] * arch.unit_mask
     norm = (arch.batch_norm | arch.layer_norm).astype(jnp.float32)
     return Params(w=w, b=live, gamma=live * norm, beta=live * norm, w_out=out, b_out=arch.out_mask)
@@ -146,7 +147,7 @@ def forward(
         if isinstance(depth, int):
             h, a, mu, var = dense(h)
         else:  # a real conditional when depth is not batched: unused layers cost nothing
-            skip = lambda h: (h, jnp.zeros_like(h), jnp.zeros(D, h.dtype), jnp.ones(D, h.dtype))  # noqa: E731
+            skip = lambda h: (h, jnp.zeros_like(h), jnp.zeros(h.shape[-1], h.dtype), jnp.ones(h.shape[-1], h.dtype))  # noqa: E731
             h, a, mu, var = jax.lax.cond(layer < depth, dense, skip, h)
         hidden.append(a)
         stats.append((mu, var))

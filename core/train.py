@@ -80,8 +80,8 @@ class Data(NamedTuple):
     f_test: jax.Array | None = None
 
 
-def with_features(data: Data) -> Data:
-    return data._replace(f_train=padded_features(data.x_train), f_test=padded_features(data.x_test))
+def with_features(data: Data, width: int = D) -> Data:
+    return data._replace(f_train=padded_features(data.x_train, width), f_test=padded_features(data.x_test, width))
 
 
 def host_features(x: np.ndarray) -> np.ndarray:
@@ -106,10 +106,13 @@ class TrainState(NamedTuple):
     grad_norm: jax.Array  # (L + 1,) mean per-layer gradient norm of the last measured epoch
 
 
-def padded_features(x: jax.Array) -> jax.Array:
-    """(n, 2) -> (n, D): the seven features and a zero column."""
+def padded_features(x: jax.Array, width: int = D) -> jax.Array:
+    """(n, 2) -> (n, width): the seven features and a zero column, or the first ``width``
+    of them (a narrow program's inputs, see ``core.engine.NARROW``)."""
     f = features(x)
-    return jnp.concatenate([f, jnp.zeros(f.shape[:-1] + (D - f.shape[-1],), f.dtype)], -1)
+    if width <= f.shape[-1]:
+        return f[..., :width]
+    return jnp.concatenate([f, jnp.zeros(f.shape[:-1] + (width - f.shape[-1],), f.dtype)], -1)
 
 
 def penalty(params: Params, arch: Arch, depth, reg: Reg) -> jax.Array:
@@ -187,9 +190,10 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
     task, reg = hyper.task, hyper.reg
     n = jnp.maximum(task.n_train, 1)
     y = data.y_train[perm]
-    f = lax.cond(hyper.flags.augment, lambda: padded_features(_augment(data.x_train[perm], reg, k_aug)),
+    W = data.f_train.shape[-1]  # the program's width: D, or a narrow program's
+    f = lax.cond(hyper.flags.augment, lambda: padded_features(_augment(data.x_train[perm], reg, k_aug), W),
                  lambda: data.f_train[perm])
-    feats = jnp.concatenate([f, jnp.zeros((bcap, D))])
+    feats = jnp.concatenate([f, jnp.zeros((bcap, W))])
     ys = jnp.concatenate([y, jnp.zeros((bcap,))])
     B = jnp.clip(task.batch_size, 1, n)
     n_updates = (n + B - 1) // B
@@ -207,14 +211,14 @@ def _epoch(state: TrainState, data: Data, hyper: Hyper, depth, n_layers: int, bc
         def update(i, carry):
             params, opt_state, norm, gsum = carry
             start = i * B
-            xb = lax.dynamic_slice(feats, (start, 0), (bcap, D))
+            xb = lax.dynamic_slice(feats, (start, 0), (bcap, W))
             yb = lax.dynamic_slice(ys, (start,), (bcap,))
             rows = ((jnp.arange(bcap) < B) & (start + jnp.arange(bcap) < n)).astype(jnp.float32)
             p = reg.dropout
             keep = None if not full else lax.cond(
                 hyper.flags.dropout,
-                lambda: (jax.random.uniform(jax.random.fold_in(k_drop, i), (bcap, n_layers, D)) >= p) / (1 - p),
-                lambda: jnp.ones((bcap, n_layers, D)),
+                lambda: (jax.random.uniform(jax.random.fold_in(k_drop, i), (bcap, n_layers, W)) >= p) / (1 - p),
+                lambda: jnp.ones((bcap, n_layers, W)),
             )
             (_, stats), grads = grad_fn(params, xb, yb, rows, keep, norm, hyper, depth)
             grads = jax.tree.map(jnp.multiply, grads, mask)
@@ -305,7 +309,7 @@ def _row(m: dict, state: TrainState, lr, gnorm, hyper: Hyper, depth: int) -> jax
 
 def train_chunk(
     state: TrainState, data: Data, hyper: Hyper, n_epochs: jax.Array, depth: jax.Array, every: jax.Array,
-    *, n_layers: int, bcap: int, chunk: int, batched: bool = False, loop: str = "both",
+    *, n_layers: int, bcap: int, chunk: int, batched: bool = False, loop: str = "both", width: int = D,
 ) -> tuple[TrainState, jax.Array, jax.Array]:
     """Train up to ``chunk`` epochs (``n_epochs`` of them; fewer if early stopping fires or the
     run diverges). Metrics are measured every ``every`` epochs and after the last one; the
@@ -320,10 +324,12 @@ def train_chunk(
     under ``vmap``, where the minibatch products keep XLA's dot (see ``model.matmul``).
     ``loop``: "both" holds the lean minibatch loop and the one with the batch/layer norm and
     dropout code, chosen per epoch; "lean" or "full" holds only that one, for a caller that
-    picks the program by ``needs_full_loop`` (a lean program trains as if all three were off)."""
+    picks the program by ``needs_full_loop`` (a lean program trains as if all three were off).
+    ``width``: the padded width of the state's layers and of the inputs (see
+    ``core.engine.NARROW``)."""
     M = len(names(n_layers))
     N = data.x_train.shape[0]
-    data = with_features(data)
+    data = with_features(data, width)
     task = hyper.task
     n_epochs = jnp.clip(n_epochs, 0, chunk)
     every = jnp.maximum(every, 1)
@@ -395,7 +401,8 @@ def quantise(v: jax.Array, lo: float, hi: float) -> jax.Array:
     return jnp.round((jnp.clip(v, lo, hi) - lo) / (hi - lo) * 255).astype(jnp.uint8)
 
 
-def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_metrics: jax.Array, *, n_layers: int):
+def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_metrics: jax.Array, *, n_layers: int,
+          width: int = D):
     """What the page draws: the output heatmap (2, GRID, GRID) uint8 (channel 0: class-1
     probability / top-class confidence / regression value mapped from [-1, 1]; channel 1:
     predicted class), each hidden neuron's activation on a NEURON_GRID grid (L, D, G, G) uint8
@@ -403,9 +410,11 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
 
     ``with_metrics`` false skips the metrics (a NaN row): a session that has just trained has
     them already, in the row measured after its last epoch, which equals this one. It is
-    shared by a batched call, so it stays a real branch under ``vmap``."""
+    shared by a batched call, so it stays a real branch under ``vmap``. ``width``: the state's
+    padded width (neuron grids are (L, width, G, G))."""
     task = hyper.task
-    big, small = _grid_features(GRID), _grid_features(NEURON_GRID)  # constants, not recomputed
+    # constants, not recomputed
+    big, small = _grid_features(GRID)[:, :width], _grid_features(NEURON_GRID)[:, :width]
     G = NEURON_GRID
     M = len(names(n_layers))
 
@@ -417,11 +426,11 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
             value = quantise(value, 0.0, 1.0).reshape(GRID, GRID)
             cls = cls.astype(jnp.uint8).reshape(GRID, GRID)
             _, hidden, _ = forward(state.params, small, hyper.arch, d, norm=state.norm)
-            neurons = [quantise(h.T, -1.0, 1.0).reshape(D, G, G) for h in hidden]
-            grids = jnp.stack(neurons) if n_layers else jnp.zeros((0, D, G, G), jnp.uint8)
+            neurons = [quantise(h.T, -1.0, 1.0).reshape(width, G, G) for h in hidden]
+            grids = jnp.stack(neurons) if n_layers else jnp.zeros((0, width, G, G), jnp.uint8)
 
             def measured(state):
-                m = _metrics(state, with_features(data), hyper, d)
+                m = _metrics(state, with_features(data, width), hyper, d)
                 lr = optim.schedule(jnp.maximum(state.epoch - 1, 0), hyper.opt)
                 return _row(m, state, lr, state.grad_norm, hyper, d)
 
@@ -431,6 +440,29 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
         return run
 
     return for_depth(depth)(state)
+
+
+def train_and_draw(
+    state: TrainState, data: Data, hyper: Hyper, n_epochs: jax.Array, depth: jax.Array, every: jax.Array,
+    draw: jax.Array, with_metrics: jax.Array, *, n_layers: int, bcap: int, chunk: int, loop: str = "both",
+    width: int = D,
+):
+    """``train_chunk``, then, when ``draw``, the ``frame`` of the trained state: what a session
+    that trains alone needs each tick, in one call instead of two (a call costs ~0.4 ms of
+    dispatch here, as much as a small network's frame). With ``n_epochs`` 0 it only draws.
+    Not drawing gives zero grids and a NaN row. Returns (state, history, trained, output
+    grids, neuron grids, metrics row)."""
+    state, hist, ok = train_chunk(state, data, hyper, n_epochs, depth, every, n_layers=n_layers, bcap=bcap,
+                                  chunk=chunk, loop=loop, width=width)
+    G, M = NEURON_GRID, len(names(n_layers))
+
+    def blank(_):
+        return (jnp.zeros((2, GRID, GRID), jnp.uint8), jnp.zeros((n_layers, width, G, G), jnp.uint8),
+                jnp.full((M,), jnp.nan, jnp.float32))
+
+    drawn = lax.cond(draw, lambda s: frame(s, data, hyper, depth, with_metrics, n_layers=n_layers, width=width),
+                     blank, state)
+    return (state, hist, ok) + tuple(drawn)
 
 
 def predict(params: Params, norm: Norm, x: jax.Array, hyper: Hyper, depth: int) -> jax.Array:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from app.metrics import Metrics
 from app.scheduler import Scheduler
 from app.session import Command, Session, decode_frame
@@ -254,3 +256,35 @@ def test_auto_speed_alone_goes_past_one_call_and_a_crowd_is_held_to_one(engine):
     _tick(sched)
     assert sched.auto_epochs == chunk
     assert (alone.run.epoch, other.run.epoch) == (2 * chunk + 9, chunk)
+
+
+def test_a_lone_narrow_session_trains_and_draws_in_one_engine_call(engine, monkeypatch):
+    """TensorFlow Playground's default network fits the narrow programs (core.engine.NARROW):
+    alone, a session's tick is one engine call that trains and draws, and the frame it
+    publishes is the one a separate frame call draws from the same state. A session too wide
+    for them makes a training call and a frame call."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    s = _session(engine, 1, 3)
+    sched.add(s)
+    calls = []
+    for name in ("train_and_draw", "train", "frame", "train_many", "frame_many"):
+        real = getattr(engine, name)
+        monkeypatch.setattr(engine, name, (lambda n, f: lambda *a, **k: (calls.append(n), f(*a, **k))[1])(name, real))
+    sched.tick()
+    assert calls == ["train_and_draw"] and s.run.epoch == 3
+    header, arrays = decode_frame(s.take_frame())
+    out, neurons, row = s.run.frame()
+    np.testing.assert_array_equal(arrays["output"], out[0])
+    for j, units in enumerate(header["units"]):
+        np.testing.assert_array_equal(arrays[f"layer{j}"], neurons[j, :units])
+    names = engine.metric_names
+    assert header["epoch"] == 3
+    assert header["metrics"]["train_loss"] == float(row[names.index("train_loss")])
+    assert header["metrics"]["grad_norm_6"] == float(row[names.index("grad_norm_6")]) > 0  # the output layer's
+
+    s.submit(Command("config", {"patch": {"layers": [{"units": 6, "activation": "tanh"}]}}, None))
+    calls.clear()
+    sched.tick()
+    assert calls == ["train", "frame"] and s.run.epoch == 6
+    header, arrays = decode_frame(s.take_frame())
+    assert header["units"] == [6] and arrays["layer0"].shape == (6, 20, 20)
