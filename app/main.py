@@ -68,7 +68,7 @@ class AppState:
         t = time.perf_counter()
         if self.engine.warmup_first():
             self._set_ready(t)
-        self.engine.warmup()
+        self.engine.warmup(background=self.ready.is_set())
         if not self.ready.is_set():
             self._set_ready(t)
         log.info("single-session programs loaded after %.1f s", time.perf_counter() - t)
@@ -76,7 +76,7 @@ class AppState:
             if self.closing:
                 return
             try:
-                self.engine.warmup(batched_sizes=(size,), singles=False)
+                self.engine.warmup(batched_sizes=(size,), singles=False, background=True)
             except Exception:  # the server still works one session at a time
                 log.exception("batched size %d failed to compile", size)
                 continue

@@ -139,6 +139,7 @@ class Scheduler:
     # --- the loop ------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        due = None  # when the next tick is due while sessions train: ticks keep a fixed cadence
         while not self._stop.is_set():
             t0 = time.perf_counter()
             try:
@@ -149,9 +150,17 @@ class Scheduler:
             spent = time.perf_counter() - t0
             if busy:
                 self._adapt(spent)
-            # Idle: wake for commands (poke). Waiting only for a client to take its frame: wake
-            # when it does (``_taken``), at the latest after a frame period, not the idle 0.25 s.
-            wait = max(self.period - spent, 0.0) if busy else (self.period if self._backlogged else 0.25)
+                # One period after the previous tick was due, not after this one started: the
+                # wake-up's lateness (~1 ms on a busy machine) then does not add to every period
+                # (one session got 28-29 frames/s of 30 that way). A tick that ran past it
+                # starts the next one at once, without bursts to catch up.
+                due = t0 + self.period if due is None else max(due + self.period, t0)
+                wait = max(due - time.perf_counter(), 0.0)
+            else:
+                due = None
+                # Idle: wake for commands (poke). Waiting only for a client to take its frame:
+                # wake when it does (``_taken``), at the latest after a frame period.
+                wait = self.period if self._backlogged else 0.25
             self._wake.wait(wait)
             self._wake.clear()
 

@@ -952,16 +952,17 @@ class Engine:
                                                 np.zeros((self.n_probe, 2), np.float32), run.hyper.arch, np.int32(0))))
         return calls
 
-    def _load_side_by_side(self, calls) -> None:
+    def _load_side_by_side(self, calls, background: bool = False) -> None:
         # Each program is its own exported function: loading (or compiling) them side by
-        # side overlaps XLA's native work (it releases the GIL).
-        with ThreadPoolExecutor(max(len(calls), 1), thread_name_prefix="nnplay-warmup") as pool:
+        # side overlaps XLA's native work (it releases the GIL). ``background``: one at a
+        # time, so that sessions training meanwhile keep their frame rate (see ``warmup``).
+        with ThreadPoolExecutor(1 if background else max(len(calls), 1), thread_name_prefix="nnplay-warmup") as pool:
             for result in pool.map(lambda c: jax.block_until_ready(c[1](*c[2])), calls):
                 del result
 
     def warmup_first(self) -> bool:
         """Load what a new session with default settings needs first: the training program
-        of its batch bucket and the frame. Returns whether every other single-session
+        of its batch bucket (the narrow one, which draws the frames too). Returns whether every other single-session
         program is exported already, so that loading it (about a second each) is all that
         is left: a server may then report ready and load the rest right after."""
         run = Run(self, self.default_config())
@@ -974,12 +975,17 @@ class Engine:
         self._load_side_by_side([c for c in calls if c[0] in first])
         return all(exp.stored(*args) for name, exp, args in calls if name not in first)
 
-    def warmup(self, *, batched_sizes: tuple[int, ...] = (), singles: bool = True) -> None:
+    def warmup(self, *, batched_sizes: tuple[int, ...] = (), singles: bool = True, background: bool = False) -> None:
         """Compile every function this engine will call (all buckets), so that no setting
-        change later triggers a compilation. Programs loaded already cost nothing."""
+        change later triggers a compilation. Programs loaded already cost nothing.
+        ``background``: a server that serves already loads them one at a time. Ten loads side
+        by side right after it reported ready took one session from 32 to 27-28 frames/s
+        over the first seconds; a lower CPU priority for the loading threads was worse (25:
+        a thread that holds the GIL then waits for the CPU while the scheduler waits for the
+        GIL). See docs/benchmarks.md, ninth session."""
         run = Run(self, self.default_config())
         if singles:
-            self._load_side_by_side(self._singles(run))
+            self._load_side_by_side(self._singles(run), background)
         for s in batched_sizes:
             stack = lambda t: jax.tree.map(lambda a: np.stack([a] * s), t)  # noqa: E731
             st, da, hy = stack(run.state), stack(run.data), stack_hyper(run.hyper, s)
@@ -988,7 +994,7 @@ class Engine:
             calls = [(f"train_many-B{cap}", lambda cap=cap: self.train_many(st, da, hy, 0, 0, cap, 1), ())
                      for cap in self.buckets]
             calls.append(("frame_many", lambda: self.frame_many(st, da, hy, 0), ()))
-            self._load_side_by_side(calls)
+            self._load_side_by_side(calls, background)
 
 
 class Run:

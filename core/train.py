@@ -255,7 +255,8 @@ def needs_full_loop(hyper: Hyper) -> bool:
     """Whether training needs the minibatch loop with the batch/layer norm and dropout code
     (``hyper`` on the host, or one session's of a stacked group: they share these flags)."""
     a, f = hyper.arch, hyper.flags
-    return bool(np.any(a.batch_norm) or np.any(a.layer_norm) or np.any(f.dropout))
+    # np.asarray first: ``np.any`` of a device array calls its ``any``, a compiled reduction
+    return bool(np.asarray(a.batch_norm).any() or np.asarray(a.layer_norm).any() or np.asarray(f.dropout).any())
 
 
 def _measure(state: TrainState, data: Data, hyper: Hyper, depth, lr, gnorm, epochs_since):

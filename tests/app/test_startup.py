@@ -22,8 +22,8 @@ class _Engine:
         self.calls.append("first")
         return self.rest_stored
 
-    def warmup(self, *, batched_sizes=(), singles=True):
-        self.calls.append(f"rest sizes={batched_sizes} singles={singles}")
+    def warmup(self, *, batched_sizes=(), singles=True, background=False):
+        self.calls.append(f"rest sizes={batched_sizes} singles={singles} background={background}")
         if singles:
             assert self.rest.wait(10)
 
@@ -42,7 +42,10 @@ def test_ready_before_the_rest_loads_only_when_it_is_stored(rest_stored):
         fake.rest.set()
         warm.join(10)
     assert state.ready.is_set() and state.warmup_seconds is not None
-    assert fake.calls == ["first", "rest sizes=() singles=True", "rest sizes=(8,) singles=False"]
+    # a server that serves already loads the rest one at a time (background); one that is
+    # not ready yet loads its single-session programs side by side
+    assert fake.calls == ["first", f"rest sizes=() singles=True background={rest_stored}",
+                          "rest sizes=(8,) singles=False background=True"]
     assert state.scheduler.batched_sizes == (8,)
 
 

@@ -702,3 +702,32 @@ def test_call_signature_reads_shape_and_dtype_of_every_kind_of_argument():
     assert mixed == (((2,), np.dtype("float32")), ((), np.asarray(1.5).dtype), ((), np.asarray(7).dtype))
     assert _signature([np.zeros(2, np.float32)]) != _signature([np.zeros(3, np.float32)])
     assert _signature([np.zeros(2, np.float32)]) != _signature([np.zeros(2, np.float64)])
+
+
+def test_a_serving_server_loads_its_remaining_programs_one_at_a_time(engine):
+    """Before ready, programs load side by side (their native work overlaps); once a server
+    serves, it loads the rest one at a time so that a training session keeps its frame rate."""
+    import threading
+    import time
+
+    def calls():
+        state = {"now": 0, "most": 0}
+        lock = threading.Lock()
+
+        def call():
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.05)
+            with lock:
+                state["now"] -= 1
+            return np.zeros(1)
+
+        return [(f"p{i}", call, ()) for i in range(4)], state
+
+    jobs, seen = calls()
+    engine._load_side_by_side(jobs, background=True)
+    assert seen["most"] == 1
+    jobs, seen = calls()
+    engine._load_side_by_side(jobs)
+    assert seen["most"] > 1
