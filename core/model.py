@@ -5,6 +5,9 @@ an output layer (D, K) with K = 5 (max classes). Which features, units and class
 use is data (0/1 masks); which activation a layer uses is an integer index. The number of
 hidden layers in use, ``depth``, is the only thing that selects code, and it selects one of
 ``L + 1`` branches compiled into the same executable, so changing it never recompiles.
+
+The code takes its widths from the arrays it is given: a second set of programs, padded to
+(3, 4, 4), trains the small networks that fit it (``core.engine.NARROW``), faster.
 """
 
 from __future__ import annotations
