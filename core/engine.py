@@ -542,7 +542,8 @@ class Narrowing:
         self.rows = np.array([column(n) for n in metric_names(layers)])
         self.n_wide_rows = len(wide_names)
         # gradient norms of layer slots the narrow programs lack: 0 where a row was measured
-        self.absent = np.array([i for i, n in enumerate(wide_names) if i not in set(self.rows.tolist())])
+        kept = set(self.rows.tolist())
+        self.absent = np.array([i for i in range(len(wide_names)) if i not in kept], np.int64)
 
     def narrow(self, packed: Packed) -> Packed:
         return Packed(np.asarray(packed.f)[..., self.index], np.asarray(packed.u))

@@ -167,3 +167,26 @@ def test_surgery_after_narrow_training_keeps_the_trained_weights(engine):
     np.testing.assert_array_equal(shrunk[2]["w"], wide[2]["w"])
     run.train(2)
     assert run.epoch == 15 and not np.array_equal(run.weights()[2]["w"], shrunk[2]["w"])
+
+
+@pytest.mark.parametrize("max_layers", [0, 1])
+def test_engines_with_fewer_layers_than_the_narrow_programs(monkeypatch, max_layers):
+    """An operator's NNPLAY_MAX_LAYERS at or below NARROW_LAYERS: the narrow programs have as
+    many layer slots as the wide ones (no gradient-norm column to fill in) and still train
+    and draw like them."""
+    from core.config import Limits
+    from core.engine import Engine
+
+    engine = Engine(limits=Limits(max_layers=max_layers, max_points=100))
+    assert engine.narrow_layers == max_layers
+    layers = [{"units": 3, "activation": "tanh"}] * max_layers
+    cfg = parse_config({"dataset": "xor", "n_points": 80, "layers": layers, "batch_size": 5}, limits=engine.limits)
+    narrow, wide = Run(engine, cfg), Run(engine, cfg)
+    assert narrow.narrow
+    rows_n, frame_n = narrow.train(6, every=2), narrow.frame()
+    with monkeypatch.context() as m:
+        _wide(m)
+        rows_w, frame_w = wide.train(6, every=2), wide.frame()
+    _close(rows_n, rows_w, exact=True)
+    _close(frame_n, frame_w, exact=True)
+    assert frame_n[1].shape == (max_layers, 8, 20, 20)
