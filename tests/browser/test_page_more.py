@@ -206,6 +206,9 @@ def test_embed_forwards_unused_keys_to_the_parent(own_page, server_url, slides_u
     frame = page.frame_locator("#nn")
     frame.get_by_role("status").filter(has_text="paused").wait_for(timeout=30000)
     inner = next(f for f in page.frames if f.url.startswith(server_url))
+    # the page has applied its URL's settings: the server's state for them rewrote the hash in
+    # full (it may come after "paused" shows, slower while a new server loads its programs)
+    wait_until(inner, "location.hash.includes('problem=') && location.hash.includes('dataset=xor')")
     hash0 = inner.evaluate("location.hash")
     frame.get_by_role("heading", name="Features").click()  # focus the embedded page, no control
     for key in ("ArrowRight", "ArrowLeft", "Space", "PageDown", "PageUp", "s"):
