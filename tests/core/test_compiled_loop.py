@@ -116,7 +116,9 @@ def test_a_run_trains_on_its_packed_state_and_unpacks_only_when_read(engine):
     assert isinstance(a.packed, Packed) and a.epoch == 5
     state, _, _ = engine.train(b.state, *b.device_inputs(), 5, b.depth, cfg.batch_size, 5)
     assert not isinstance(state, Packed)
-    np.testing.assert_array_equal(np.asarray(a.state.params.w), np.asarray(state.params.w))
+    # ``a`` trains on the narrow programs (a 3-unit net), ``engine.train`` on the wide ones:
+    # equal up to a few float32 units in the last place (see tests/core/test_narrow.py)
+    np.testing.assert_allclose(np.asarray(a.state.params.w), np.asarray(state.params.w), rtol=2e-6, atol=2e-7)
     assert int(a.state.epoch) == int(state.epoch) == 5
 
 
