@@ -97,6 +97,9 @@ class Scheduler:
         self.lock = threading.Lock()
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nnplay-step") if self.threads > 1 else None
+        # Stacked data and settings of recent batched parts (see ``_inputs``)
+        self._stacked: dict[tuple, tuple] = {}
+        self._stacked_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -258,9 +261,7 @@ class Scheduler:
             return {s.id: self._train_one(s, k)}
         runs = [s.run for s, _ in part]
         pad = runs + [runs[0]] * (size - len(runs))
-        states, hist, ok = self.engine.train_many(
-            _stack([r.packed for r in pad]), _stack([r.data for r in pad]),
-            stack_hyper([r.hyper for r in pad]), n, depth, cap, n)
+        states, hist, ok = self.engine.train_many(_stack([r.packed for r in pad]), *self._inputs(pad), n, depth, cap, n)
         new_states = _unstack(states, len(runs))
         hist, ok = np.asarray(hist), np.asarray(ok)
         out: dict[int, tuple] = {}
@@ -349,10 +350,31 @@ class Scheduler:
             return [part[0].run.frame(with_metrics)]
         runs = [s.run for s in part]
         pad = runs + [runs[0]] * (size - len(runs))
-        o, n, r = self.engine.frame_many(_stack([x.packed for x in pad]), _stack([x.data for x in pad]),
-                                         stack_hyper([x.hyper for x in pad]), depth, with_metrics)
+        o, n, r = self.engine.frame_many(_stack([x.packed for x in pad]), *self._inputs(pad), depth, with_metrics)
         o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
         return [(o[j], n[j], r[j]) for j in range(len(runs))]
+
+    STACKED = 64  # batched parts whose stacked inputs are kept
+
+    def _inputs(self, runs: list) -> tuple:
+        """The stacked data and settings of a batched part's runs, reused while the same runs
+        (in the same order, padding included) keep the same data and settings: in a crowd
+        the parts stay the same from tick to tick and their inputs rarely change, while
+        stacking them anew (~45 arrays of each session) cost ~10 ms of a 200-session tick
+        (docs/benchmarks.md, tenth session). A changed setting gives a run new ``data`` or
+        ``hyper`` objects, so a part with it misses and is stacked again."""
+        key = tuple((id(r.data), id(r.hyper)) for r in runs)
+        with self._stacked_lock:
+            hit = self._stacked.get(key)
+        # the entry holds the objects themselves, so their ids cannot be reused while it lives
+        if hit is not None and all(d is r.data and h is r.hyper for (d, h), r in zip(hit[0], runs)):
+            return hit[1]
+        inputs = (_stack([r.data for r in runs]), stack_hyper([r.hyper for r in runs]))
+        with self._stacked_lock:
+            if len(self._stacked) >= self.STACKED:
+                self._stacked.clear()
+            self._stacked[key] = ([(r.data, r.hyper) for r in runs], inputs)
+        return inputs
 
     def _train_one(self, s: Session, n: int) -> tuple[np.ndarray, tuple | None]:
         """A session alone: a narrow network's frame comes with its training, in one call."""

@@ -288,3 +288,51 @@ def test_a_lone_narrow_session_trains_and_draws_in_one_engine_call(engine, monke
     assert calls == ["train", "frame"] and s.run.epoch == 6
     header, arrays = decode_frame(s.take_frame())
     assert header["units"] == [6] and arrays["layer0"].shape == (6, 20, 20)
+
+
+def test_a_crowd_reuses_its_stacked_inputs_until_a_setting_changes(engine, monkeypatch):
+    """Parts that stay the same from tick to tick are not stacked again; a session whose
+    learning rate changed trains its next batched epochs with the new one, and the weights
+    of every session equal those of a scheduler that stacks every tick."""
+    import app.scheduler as scheduler_module
+
+    def run(cached: bool):
+        sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
+        if not cached:  # the reference: every part stacked anew
+            sched._inputs = lambda runs: (scheduler_module._stack([r.data for r in runs]),
+                                          scheduler_module.stack_hyper([r.hyper for r in runs]))
+        sched.auto_epochs = 1
+        sessions = [_session(engine, sid, 1) for sid in range(1, 4)]
+        for s in sessions:
+            sched.add(s)
+        stacked, seen = [], []
+        with monkeypatch.context() as m:
+            m.setattr(scheduler_module, "stack_hyper", _counting(scheduler_module.stack_hyper, stacked))
+            train_many = engine.train_many
+            m.setattr(engine, "train_many", lambda st, d, h, *a: (seen.append(np.asarray(h.opt.learning_rate)),
+                                                                  train_many(st, d, h, *a))[1])
+            counts = []
+            for k in range(4):
+                if k == 2:
+                    sessions[1].submit(Command("config", {"patch": {"learning_rate": 0.5}}, None))
+                _tick(sched)
+                counts.append(len(stacked))
+        sched.stop()
+        return sessions, counts, seen
+
+    cached, counts, seen = run(True)
+    fresh, fresh_counts, _ = run(False)
+    # tick 1 stacks the part's inputs once (its frame part is the same part: a hit); tick 2
+    # reuses them; the change in tick 3 gives the part new inputs, which tick 4 reuses
+    assert counts == [1, 1, 2, 2] and fresh_counts == [2, 4, 6, 8]
+    np.testing.assert_allclose([lr.tolist() for lr in seen], [[0.03] * 3] * 2 + [[0.03, 0.5, 0.03]] * 2)
+    assert [s.run.epoch for s in cached] == [4] * 3
+    for a, b in zip(cached, fresh):
+        assert a.run.weights() == b.run.weights()
+
+
+def _counting(fn, calls: list):
+    def counted(hs):
+        calls.append(len(hs))
+        return fn(hs)
+    return counted
