@@ -39,6 +39,25 @@ def _stack(trees: list):
     return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *trees)
 
 
+def _rows_written(stacked, rows: dict):
+    """A copy of the stacked tree with rows ``j`` replaced by the trees in ``rows``. Leaves
+    shared by a batched call (one array for all its sessions, see ``stack_hyper``) have as
+    many dimensions as a session's and are kept."""
+    if not rows:
+        return stacked
+    leaves, treedef = jax.tree.flatten(stacked)
+    new = {j: jax.tree.leaves(t) for j, t in rows.items()}
+    out = []
+    for i, leaf in enumerate(leaves):
+        one = np.asarray(next(iter(new.values()))[i])
+        if np.ndim(leaf) == one.ndim + 1:
+            leaf = np.array(leaf)
+            for j, row in new.items():
+                leaf[j] = row[i]
+        out.append(leaf)
+    return jax.tree.unflatten(treedef, out)
+
+
 def _unstack(tree, n: int) -> list:
     leaves, treedef = jax.tree.flatten(tree)
     leaves = [np.asarray(a) for a in leaves]
@@ -357,24 +376,33 @@ class Scheduler:
     STACKED = 64  # batched parts whose stacked inputs are kept
 
     def _inputs(self, runs: list) -> tuple:
-        """The stacked data and settings of a batched part's runs, reused while the same runs
-        (in the same order, padding included) keep the same data and settings: in a crowd
-        the parts stay the same from tick to tick and their inputs rarely change, while
-        stacking them anew (~45 arrays of each session) cost ~10 ms of a 200-session tick
-        (docs/benchmarks.md, tenth session). A changed setting gives a run new ``data`` or
-        ``hyper`` objects, so a part with it misses and is stacked again."""
-        key = tuple((id(r.data), id(r.hyper)) for r in runs)
+        """The stacked data and settings of a batched part's runs (padding included). A crowd's
+        parts stay the same from tick to tick, and stacking ~45 arrays of each session anew
+        cost ~10 ms of a 200-session tick (docs/benchmarks.md, tenth session): a part's
+        stacked inputs are kept, and when some of its runs have new data or settings (a
+        change gives a run new ``data`` or ``hyper`` objects) only their rows are written,
+        into copies (the old arrays may still be in a call on another thread)."""
+        key = tuple(id(r) for r in runs)
         with self._stacked_lock:
             hit = self._stacked.get(key)
-        # the entry holds the objects themselves, so their ids cannot be reused while it lives
-        if hit is not None and all(d is r.data and h is r.hyper for (d, h), r in zip(hit[0], runs)):
-            return hit[1]
-        inputs = (_stack([r.data for r in runs]), stack_hyper([r.hyper for r in runs]))
+        # an entry holds the runs and their inputs, so none of those ids can be reused while it lives
+        if hit is not None and all(a is b for a, b in zip(hit[0], runs)):
+            _, refs, (datas, hypers) = hit
+            changed = [j for j, (r, (d, h)) in enumerate(zip(runs, refs)) if d is not r.data or h is not r.hyper]
+            if not changed:
+                return datas, hypers
+            if len(changed) <= len(runs) // 2:
+                datas = _rows_written(datas, {j: runs[j].data for j in changed if refs[j][0] is not runs[j].data})
+                hypers = _rows_written(hypers, {j: runs[j].hyper for j in changed if refs[j][1] is not runs[j].hyper})
+            else:
+                hit = None
+        if hit is None:
+            datas, hypers = _stack([r.data for r in runs]), stack_hyper([r.hyper for r in runs])
         with self._stacked_lock:
-            if len(self._stacked) >= self.STACKED:
+            if len(self._stacked) >= self.STACKED and key not in self._stacked:
                 self._stacked.clear()
-            self._stacked[key] = ([(r.data, r.hyper) for r in runs], inputs)
-        return inputs
+            self._stacked[key] = (list(runs), [(r.data, r.hyper) for r in runs], (datas, hypers))
+        return datas, hypers
 
     def _train_one(self, s: Session, n: int) -> tuple[np.ndarray, tuple | None]:
         """A session alone: a narrow network's frame comes with its training, in one call."""

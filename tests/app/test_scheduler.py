@@ -292,7 +292,8 @@ def test_a_lone_narrow_session_trains_and_draws_in_one_engine_call(engine, monke
 
 def test_a_crowd_reuses_its_stacked_inputs_until_a_setting_changes(engine, monkeypatch):
     """Parts that stay the same from tick to tick are not stacked again; a session whose
-    learning rate changed trains its next batched epochs with the new one, and the weights
+    learning rate changed gets its row rewritten (in a copy: the arrays an earlier call got
+    keep the old rate) and trains its next batched epochs with the new one, and the weights
     of every session equal those of a scheduler that stacks every tick."""
     import app.scheduler as scheduler_module
 
@@ -322,9 +323,10 @@ def test_a_crowd_reuses_its_stacked_inputs_until_a_setting_changes(engine, monke
 
     cached, counts, seen = run(True)
     fresh, fresh_counts, _ = run(False)
-    # tick 1 stacks the part's inputs once (its frame part is the same part: a hit); tick 2
-    # reuses them; the change in tick 3 gives the part new inputs, which tick 4 reuses
-    assert counts == [1, 1, 2, 2] and fresh_counts == [2, 4, 6, 8]
+    # tick 1 stacks the part's inputs once (its frame part is the same part: a hit); ticks 2
+    # to 4 reuse them, the change in tick 3 rewriting one row
+    assert counts == [1, 1, 1, 1] and fresh_counts == [2, 4, 6, 8]
+    # (``seen`` holds the very arrays each call got: an in-place write would show in the first two)
     np.testing.assert_allclose([lr.tolist() for lr in seen], [[0.03] * 3] * 2 + [[0.03, 0.5, 0.03]] * 2)
     assert [s.run.epoch for s in cached] == [4] * 3
     for a, b in zip(cached, fresh):
