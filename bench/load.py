@@ -62,7 +62,14 @@ async def client(url: str, seconds: float, out: dict, idx: int, start_evt: async
         await ws.recv()
         await ws.send(json.dumps({"type": "config", "config": {**NET_A, "seed": idx}}))
         await ws.send(json.dumps({"type": "play"}))
-        await start_evt.wait()
+        # Read (and drop) what arrives until every client is connected, as a page does: a
+        # client that did not read would find its socket full of stale frames at the start
+        # (it put the first second's changes 1-1.8 s behind; docs/benchmarks.md, tenth session).
+        while not start_evt.is_set():
+            try:
+                await asyncio.wait_for(ws.recv(), timeout=0.1)
+            except asyncio.TimeoutError:
+                pass
         t_end = time.monotonic() + seconds
         next_change = time.monotonic() + random.random()
         version = 0
@@ -127,6 +134,7 @@ async def main_async(args) -> dict:
             "frames_per_s_p50": round(float(np.median(fps)), 1), "frames_per_s_p5": round(float(np.percentile(fps, 5)), 1),
             "epochs_per_s_p50": round(float(np.median(eps)), 1), "epochs_per_s_p5": round(float(np.percentile(eps, 5)), 1),
             "change_to_frame_ms_p50": round(float(np.median(lat)), 1) if len(lat) else None,
+            "change_to_frame_ms_p90": round(float(np.percentile(lat, 90)), 1) if len(lat) else None,
             "change_to_frame_ms_p99": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
             "server_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1) if proc else None,
             "server_rss_mib": round(rss, 1) if proc else None,
