@@ -1,6 +1,6 @@
 // TensorFlow Playground's training loop, re-measured on the machine at hand (issue 2's reference).
 //
-//     node bench/tfp_reference.mjs [--seconds 3]
+//     node bench/tfp_reference.mjs [--seconds 3]      (--check: the replay below only)
 //
 // Issue 2 sets nnplay's engine targets as multiples of TensorFlow Playground's own engine
 // "on this machine" (Node 20): (a) 3,800-4,200 epochs/s and 11.5-13 ms per full frame,
@@ -283,5 +283,6 @@ if (!(check.max_abs_loss_difference < 1e-9)) {
   console.error(`the replay of case a differs from the recording by ${check.max_abs_loss_difference}`);
   process.exit(1);
 }
+if (args.includes("--check")) process.exit(0); // the replay only (tests/test_tfp_reference_bench.py)
 console.log(JSON.stringify(measure("a", "a_seed0.12345.json", seconds)));
 console.log(JSON.stringify(measure("b", "b_seed0.12345.json", seconds)));

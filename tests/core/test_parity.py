@@ -46,3 +46,22 @@ def test_loss_per_epoch_matches_tensorflow_playground(engine, tfp, case, seed, e
             np.testing.assert_allclose(ours["b"], [neuron["bias"] for neuron in layer], atol=1e-3)
             np.testing.assert_allclose(np.array(ours["w"]).T, [neuron["weights"] for neuron in layer], atol=1e-3)
         assert want_train[-1] < 0.8 * ref["lossInit"]["train"]  # a real run, not a flat line
+
+
+def test_the_benchmarks_javascript_loop_replays_the_recorded_run_exactly():
+    """``bench/tfp_reference.mjs`` times TensorFlow Playground's algorithm in JavaScript as the
+    reference of issue 2's targets; what it times must be that algorithm: it replays recorded
+    case a for 1,000 epochs and must reproduce every recorded loss (doubles, same order of
+    operations: exactly)."""
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    assert node, "node is needed (make test installs Debian's nodejs)"
+    script = Path(__file__).resolve().parents[2] / "bench" / "tfp_reference.mjs"
+    out = subprocess.run([node, str(script), "--check"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    check = json.loads(out.stdout.splitlines()[0])["replay_a"]
+    assert check == {"epochs": 1000, "max_abs_loss_difference": 0}
