@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from core.config import ConfigError, parse_config, patch_config
-from core.engine import Engine, frame_key, group_key, stack_hyper
+from core.engine import Engine, RowStacker, frame_key, group_key
 
 from app.metrics import Metrics
 from app.session import Command, Session
@@ -37,25 +37,6 @@ log = logging.getLogger("nnplay.scheduler")
 
 def _stack(trees: list):
     return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *trees)
-
-
-def _rows_written(stacked, rows: dict):
-    """A copy of the stacked tree with rows ``j`` replaced by the trees in ``rows``. Leaves
-    shared by a batched call (one array for all its sessions, see ``stack_hyper``) have as
-    many dimensions as a session's and are kept."""
-    if not rows:
-        return stacked
-    leaves, treedef = jax.tree.flatten(stacked)
-    new = {j: jax.tree.leaves(t) for j, t in rows.items()}
-    out = []
-    for i, leaf in enumerate(leaves):
-        one = np.asarray(next(iter(new.values()))[i])
-        if np.ndim(leaf) == one.ndim + 1:
-            leaf = np.array(leaf)
-            for j, row in new.items():
-                leaf[j] = row[i]
-        out.append(leaf)
-    return jax.tree.unflatten(treedef, out)
 
 
 def _unstack(tree, n: int) -> list:
@@ -116,9 +97,10 @@ class Scheduler:
         self.lock = threading.Lock()
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nnplay-step") if self.threads > 1 else None
-        # Stacked data and settings of recent batched parts (see ``_inputs``)
-        self._stacked: dict[tuple, tuple] = {}
-        self._stacked_lock = threading.Lock()
+        # Each batched run's data and settings as flat rows (see ``_inputs``)
+        self._stacker: RowStacker | None = None
+        self._rows: dict[int, tuple] = {}
+        self._rows_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -373,36 +355,27 @@ class Scheduler:
         o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
         return [(o[j], n[j], r[j]) for j in range(len(runs))]
 
-    STACKED = 64  # batched parts whose stacked inputs are kept
+    ROWS = 1024  # runs whose rows are kept (~25 KB each; more are dropped all at once)
 
     def _inputs(self, runs: list) -> tuple:
-        """The stacked data and settings of a batched part's runs (padding included). A crowd's
-        parts stay the same from tick to tick, and stacking ~45 arrays of each session anew
-        cost ~10 ms of a 200-session tick (docs/benchmarks.md, tenth session): a part's
-        stacked inputs are kept, and when some of its runs have new data or settings (a
-        change gives a run new ``data`` or ``hyper`` objects) only their rows are written,
-        into copies (the old arrays may still be in a call on another thread)."""
-        key = tuple(id(r) for r in runs)
-        with self._stacked_lock:
-            hit = self._stacked.get(key)
-        # an entry holds the runs and their inputs, so none of those ids can be reused while it lives
-        if hit is not None and all(a is b for a, b in zip(hit[0], runs)):
-            _, refs, (datas, hypers) = hit
-            changed = [j for j, (r, (d, h)) in enumerate(zip(runs, refs)) if d is not r.data or h is not r.hyper]
-            if not changed:
-                return datas, hypers
-            if len(changed) <= len(runs) // 2:
-                datas = _rows_written(datas, {j: runs[j].data for j in changed if refs[j][0] is not runs[j].data})
-                hypers = _rows_written(hypers, {j: runs[j].hyper for j in changed if refs[j][1] is not runs[j].hyper})
-            else:
-                hit = None
-        if hit is None:
-            datas, hypers = _stack([r.data for r in runs]), stack_hyper([r.hyper for r in runs])
-        with self._stacked_lock:
-            if len(self._stacked) >= self.STACKED and key not in self._stacked:
-                self._stacked.clear()
-            self._stacked[key] = (list(runs), [(r.data, r.hyper) for r in runs], (datas, hypers))
-        return datas, hypers
+        """The stacked data and settings of a batched part's runs (padding included), from
+        each run's flat rows (``RowStacker``), which are made again only when a run gets new
+        data or settings (a change gives it new ``data`` or ``hyper`` objects)."""
+        if self._stacker is None:
+            self._stacker = RowStacker(runs[0].data, runs[0].hyper)
+        rows = []
+        for r in runs:
+            with self._rows_lock:
+                held = self._rows.get(id(r))
+            # an entry holds the run and its inputs, so none of those ids can be reused while it lives
+            if held is None or held[0] is not r or held[1] is not r.data or held[2] is not r.hyper:
+                held = (r, r.data, r.hyper, self._stacker.row(r.data, r.hyper))
+                with self._rows_lock:
+                    if len(self._rows) >= self.ROWS and id(r) not in self._rows:
+                        self._rows.clear()
+                    self._rows[id(r)] = held
+            rows.append(held[3])
+        return self._stacker.stack(rows, runs[0].hyper)
 
     def _train_one(self, s: Session, n: int) -> tuple[np.ndarray, tuple | None]:
         """A session alone: a narrow network's frame comes with its training, in one call."""

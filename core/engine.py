@@ -327,8 +327,12 @@ def stack_hyper(hypers, s: int | None = None) -> Hyper:
     """Stack per-session Hyper into one batched Hyper; the shared parts come from the first
     (all must have the same ``group_key``)."""
     hs = [hypers] * s if s is not None else list(hypers)
-    stacked = jax.tree.map(lambda *a: np.stack(a), *hs)
-    h0 = hs[0]
+    return _shared(jax.tree.map(lambda *a: np.stack(a), *hs), hs[0])
+
+
+def _shared(stacked: Hyper, h0: Hyper) -> Hyper:
+    """A stacked Hyper with the parts a batched call shares (one value for all its sessions,
+    ``HYPER_AXES``) taken from its first session."""
     return stacked._replace(
         arch=stacked.arch._replace(act=np.asarray(h0.arch.act), batch_norm=h0.arch.batch_norm,
                                    layer_norm=h0.arch.layer_norm),
@@ -336,6 +340,46 @@ def stack_hyper(hypers, s: int | None = None) -> Hyper:
         task=stacked.task._replace(out_act=h0.task.out_act, loss=h0.task.loss),
         flags=h0.flags,
     )
+
+
+class RowStacker:
+    """Sessions' data and settings stacked for a batched call from one flat host buffer per
+    dtype and session (``row``, made once per change of a session's data or settings): a
+    part of a crowd then costs one ``np.stack`` per dtype and a view per argument, instead
+    of a ``np.stack`` of every session's array per argument (~45 of them, ~2,900 arrays for
+    64 sessions, every tick: the parts of a crowd change from tick to tick as clients fall
+    behind, so stacked parts could seldom be kept; docs/benchmarks.md, tenth session).
+    ``stack`` gives the trees that stacking ``data`` and ``stack_hyper`` give, value for value."""
+
+    def __init__(self, data: Data, hyper: Hyper):
+        leaves, self.treedef = jax.tree.flatten((data, hyper))
+        self.dtypes: list[np.dtype] = []
+        sizes: list[int] = []
+        self.places: list[tuple[int, int, int, tuple]] = []  # (buffer, offset, size, shape)
+        for x in leaves:
+            x = np.asarray(x)
+            if x.dtype not in self.dtypes:
+                self.dtypes.append(x.dtype)
+                sizes.append(0)
+            b = self.dtypes.index(x.dtype)
+            self.places.append((b, sizes[b], x.size, x.shape))
+            sizes[b] += x.size
+        self.sizes = sizes
+
+    def row(self, data: Data, hyper: Hyper) -> list[np.ndarray]:
+        groups: list[list[np.ndarray]] = [[] for _ in self.dtypes]
+        for (b, _, _, _), x in zip(self.places, jax.tree.leaves((data, hyper))):
+            groups[b].append(np.asarray(x, self.dtypes[b]).ravel())
+        return [np.concatenate(g) if g else np.zeros(0, dt) for g, dt in zip(groups, self.dtypes)]
+
+    def stack(self, rows: list[list[np.ndarray]], h0: Hyper) -> tuple[Data, Hyper]:
+        """(stacked data, stacked Hyper) of the sessions whose ``row``s these are, in order;
+        the shared settings come from ``h0``, the first session's."""
+        S = len(rows)
+        mats = [np.stack([r[b] for r in rows]) for b in range(len(self.dtypes))]
+        leaves = [mats[b][:, off:off + size].reshape((S,) + shape) for b, off, size, shape in self.places]
+        data, hyper = jax.tree.unflatten(self.treedef, leaves)
+        return data, _shared(hyper, h0)
 
 
 def bucket(batch_size: int, buckets: tuple[int, ...]) -> int:

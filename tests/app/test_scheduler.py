@@ -290,25 +290,27 @@ def test_a_lone_narrow_session_trains_and_draws_in_one_engine_call(engine, monke
     assert header["units"] == [6] and arrays["layer0"].shape == (6, 20, 20)
 
 
-def test_a_crowd_reuses_its_stacked_inputs_until_a_setting_changes(engine, monkeypatch):
-    """Parts that stay the same from tick to tick are not stacked again; a session whose
-    learning rate changed gets its row rewritten (in a copy: the arrays an earlier call got
-    keep the old rate) and trains its next batched epochs with the new one, and the weights
-    of every session equal those of a scheduler that stacks every tick."""
+def test_a_crowd_stacks_each_sessions_rows_made_once_per_setting(engine, monkeypatch):
+    """Each session's data and settings are flattened once into rows and stacked from them
+    every tick; a session whose learning rate changed gets new rows and trains its next
+    batched epochs with the new rate, and every session's weights equal those of a
+    scheduler that stacks the arrays themselves every tick."""
     import app.scheduler as scheduler_module
+    from core.engine import RowStacker, stack_hyper
 
-    def run(cached: bool):
+    def run(rowed: bool):
         sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
-        if not cached:  # the reference: every part stacked anew
+        if not rowed:  # the reference: every part stacked from the arrays themselves
             sched._inputs = lambda runs: (scheduler_module._stack([r.data for r in runs]),
-                                          scheduler_module.stack_hyper([r.hyper for r in runs]))
+                                          stack_hyper([r.hyper for r in runs]))
         sched.auto_epochs = 1
         sessions = [_session(engine, sid, 1) for sid in range(1, 4)]
         for s in sessions:
             sched.add(s)
-        stacked, seen = [], []
+        made, seen = [], []
         with monkeypatch.context() as m:
-            m.setattr(scheduler_module, "stack_hyper", _counting(scheduler_module.stack_hyper, stacked))
+            row = RowStacker.row
+            m.setattr(RowStacker, "row", lambda self, d, h: (made.append(1), row(self, d, h))[1])
             train_many = engine.train_many
             m.setattr(engine, "train_many", lambda st, d, h, *a: (seen.append(np.asarray(h.opt.learning_rate)),
                                                                   train_many(st, d, h, *a))[1])
@@ -317,24 +319,14 @@ def test_a_crowd_reuses_its_stacked_inputs_until_a_setting_changes(engine, monke
                 if k == 2:
                     sessions[1].submit(Command("config", {"patch": {"learning_rate": 0.5}}, None))
                 _tick(sched)
-                counts.append(len(stacked))
+                counts.append(len(made))
         sched.stop()
         return sessions, counts, seen
 
-    cached, counts, seen = run(True)
+    rowed, counts, seen = run(True)
     fresh, fresh_counts, _ = run(False)
-    # tick 1 stacks the part's inputs once (its frame part is the same part: a hit); ticks 2
-    # to 4 reuse them, the change in tick 3 rewriting one row
-    assert counts == [1, 1, 1, 1] and fresh_counts == [2, 4, 6, 8]
-    # (``seen`` holds the very arrays each call got: an in-place write would show in the first two)
+    assert counts == [3, 3, 4, 4] and fresh_counts == [0, 0, 0, 0]  # one session's new rows in tick 3
     np.testing.assert_allclose([lr.tolist() for lr in seen], [[0.03] * 3] * 2 + [[0.03, 0.5, 0.03]] * 2)
-    assert [s.run.epoch for s in cached] == [4] * 3
-    for a, b in zip(cached, fresh):
+    assert [s.run.epoch for s in rowed] == [4] * 3
+    for a, b in zip(rowed, fresh):
         assert a.run.weights() == b.run.weights()
-
-
-def _counting(fn, calls: list):
-    def counted(hs):
-        calls.append(len(hs))
-        return fn(hs)
-    return counted

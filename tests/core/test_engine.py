@@ -731,3 +731,26 @@ def test_a_serving_server_loads_its_remaining_programs_one_at_a_time(engine):
     jobs, seen = calls()
     engine._load_side_by_side(jobs)
     assert seen["most"] > 1
+
+
+def test_row_stacker_gives_what_stacking_the_arrays_gives(engine):
+    """A part stacked from the sessions' flat rows equals, argument by argument (values,
+    dtypes, shapes), the stacked data and ``stack_hyper``; the settings one batched call
+    shares come from its first session."""
+    from core.engine import RowStacker
+
+    cfgs = batch_configs()
+    runs = [Run(engine, c) for c in cfgs]
+    runs = [runs[0], *runs, runs[1]]  # padding repeats sessions
+    stacker = RowStacker(runs[0].data, runs[0].hyper)
+    datas, hypers = stacker.stack([stacker.row(r.data, r.hyper) for r in runs], runs[0].hyper)
+    want = (stack([r.data for r in runs]), stack_hyper([r.hyper for r in runs]))
+    got_leaves, want_leaves = jax.tree.leaves((datas, hypers)), jax.tree.leaves(want)
+    assert jax.tree.structure((datas, hypers)) == jax.tree.structure(want)
+    for a, b in zip(got_leaves, want_leaves):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    # the sessions differ, so rows really went to their places
+    assert len({float(x) for x in np.asarray(hypers.opt.learning_rate)}) > 1 or \
+        len({float(x) for x in np.asarray(hypers.reg.l2)}) > 1
