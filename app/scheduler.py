@@ -39,6 +39,10 @@ def _stack(trees: list):
     return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *trees)
 
 
+def _bodies(share: list[tuple]) -> list[tuple]:
+    return [s.body(out, neurons) for s, out, neurons, _ in share]
+
+
 def _unstack(tree, n: int) -> list:
     leaves, treedef = jax.tree.flatten(tree)
     leaves = [np.asarray(a) for a in leaves]
@@ -245,8 +249,14 @@ class Scheduler:
                 for (key, part, _), outs in zip(jobs, results) for s, (out, neurons, row) in zip(part, outs)]
         by_id = {s.id: s for s in sessions}
         done += [(by_id[sid], out, neurons, self._fresh_row(trained[sid])) for sid, (out, neurons, _) in drawn.items()]
-        for s, out, neurons, row in done:
-            s.publish(out, neurons, row, trained.get(s.id, empty))
+        # Frame bodies side by side (compressing them is most of a crowd's per-frame host work,
+        # and zlib releases the GIL), then published in order on this thread.
+        shares = [done[k::self.threads] for k in range(self.threads)] if len(done) > 1 else [done]
+        bodies = dict(zip((id(x) for share in shares for x in share),
+                          (b for part in self._map(_bodies, [(share,) for share in shares if share]) for b in part)))
+        for item in done:
+            s, out, neurons, row = item
+            s.publish(out, neurons, row, trained.get(s.id, empty), bodies[id(item)])
             s.dirty = False
             if row[i_div] > 0 or row[i_stop] > 0:
                 s.playing = False

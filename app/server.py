@@ -8,15 +8,41 @@ from functools import lru_cache
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
+from websockets.frames import BINARY, CONT, Frame
 
 from app.settings import Settings
 
 
+class TextDeflate(PerMessageDeflate):
+    """permessage-deflate for text messages only. Binary messages are frames whose payload the
+    scheduler's threads have deflated already (``Session.body``); RFC 7692 lets a sender
+    leave any message uncompressed (RSV1 unset), and the compression context does not see it.
+    Compressing frames here, on the event loop, bound 200 sessions to ~6.5 frames/s on 2
+    cores against ~11 uncompressed (docs/benchmarks.md, tenth session)."""
+
+    _binary = False  # the message being sent is binary (for its continuation frames)
+
+    def encode(self, frame: Frame) -> Frame:
+        if frame.opcode is not CONT:
+            self._binary = frame.opcode is BINARY
+        if self._binary and frame.opcode in (BINARY, CONT):
+            return frame
+        return super().encode(frame)
+
+
+class TextDeflateFactory(ServerPerMessageDeflateFactory):
+    def process_request_params(self, params, accepted_extensions):
+        response, extension = super().process_request_params(params, accepted_extensions)
+        extension.__class__ = TextDeflate  # the same state, binary messages passed through
+        return response, extension
+
+
 def deflate_extensions(level: int) -> list[ServerPerMessageDeflateFactory]:
-    """permessage-deflate as uvicorn offers it (4 KiB windows, memory level 5), at zlib ``level``."""
-    return [ServerPerMessageDeflateFactory(server_max_window_bits=12, client_max_window_bits=12,
-                                           compress_settings={"level": level, "memLevel": 5})]
+    """permessage-deflate as uvicorn offers it (4 KiB windows, memory level 5), at zlib
+    ``level``, for text messages (``TextDeflate``)."""
+    return [TextDeflateFactory(server_max_window_bits=12, client_max_window_bits=12,
+                               compress_settings={"level": level, "memLevel": 5})]
 
 
 @lru_cache(maxsize=1)
@@ -25,9 +51,9 @@ def _level() -> int:
 
 
 class DeflateLevelProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websockets protocol (what ``--ws auto`` picks), compressing at NNPLAY_WS_COMPRESSION_LEVEL instead of
-    zlib's default 6: with many sessions every frame is compressed, and level 1 takes less
-    than half the CPU for frames ~12 % larger (docs/benchmarks.md, seventh session)."""
+    """uvicorn's websockets protocol (what ``--ws auto`` picks), compressing text messages at
+    NNPLAY_WS_COMPRESSION_LEVEL instead of zlib's default 6 and leaving binary ones (frames,
+    deflated already) as they are (``TextDeflate``)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -13,6 +13,7 @@ import math
 import struct
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
@@ -48,6 +49,8 @@ class Session:
         self.notify = notify
         self.last_seen = time.monotonic()
         self.closed = False
+        # zlib level of the frames' payloads (``body``); None sends them as they are
+        self.compress_level: int | None = None
         self.dirty = True  # a frame should be produced even when paused
         # Latest frame parts (written by the scheduler) and history not yet sent.
         self._frame: tuple[dict, list[np.ndarray]] | None = None
@@ -73,13 +76,13 @@ class Session:
         with self.lock:
             if self._frame is None:
                 return None
-            header, parts = self._frame
+            header, payload = self._frame
             self._frame = None
             history, self._history = self._history, []
         if self.on_taken:
             self.on_taken()
         header = {**header, "history": history}
-        return encode_frame(header, parts)
+        return encode_frame(header, payload)
 
     # --- called from the scheduler thread ---------------------------------------------
 
@@ -104,11 +107,11 @@ class Session:
             return self.step_epochs
         return 1 if self.playing else 0
 
-    def publish(self, out: np.ndarray, neurons: np.ndarray, row: np.ndarray, hist_rows: np.ndarray) -> None:
-        """Store a frame (replacing an unsent one) and append measured history rows."""
+    def body(self, out: np.ndarray, neurons: np.ndarray) -> tuple[list[dict], bytes, bool]:
+        """A frame's payload: (sections, bytes, whether the bytes are deflated). Reads only the
+        configuration and the weights, so the scheduler's threads make the bodies of a tick's
+        frames side by side (zlib releases the GIL) before it publishes them in order."""
         cfg = self.run.cfg
-        m = metrics_dict(row, self.engine.metric_names, cfg)
-        finite = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in m.items()}
         units = [layer.units for layer in cfg.layers]
         multi = cfg.n_outputs > 1
         parts = [np.ascontiguousarray(out[0])]
@@ -120,14 +123,31 @@ class Session:
         if not np.isfinite(flat).all():
             flat = np.nan_to_num(flat, nan=0.0, posinf=3.4e38, neginf=-3.4e38).astype(np.float32)
         parts.append(flat)
+        sections = _sections(multi, len(units), tuple((p.dtype.num, p.shape) for p in parts), parts)
+        raw = b"".join(p.tobytes() for p in parts)
+        if self.compress_level is None:
+            return sections, raw, False
+        return sections, zlib.compress(raw, self.compress_level, wbits=-15), True
+
+    def publish(self, out: np.ndarray, neurons: np.ndarray, row: np.ndarray, hist_rows: np.ndarray,
+                body: tuple[list[dict], bytes, bool] | None = None) -> None:
+        """Store a frame (replacing an unsent one) and append measured history rows. ``body``:
+        the frame's ``body``, when made already."""
+        cfg = self.run.cfg
+        m = metrics_dict(row, self.engine.metric_names, cfg)
+        finite = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in m.items()}
+        units = [layer.units for layer in cfg.layers]
+        sections, payload, deflated = body if body is not None else self.body(out, neurons)
         header = {
             "type": "frame", "version": self.version, "epoch": int(self.run.epoch), "playing": self.playing,
             "diverged": bool(m["diverged"]), "stopped": bool(m["stopped"]), "units": units,
             "features": list(cfg.features), "outputs": cfg.n_outputs, "classes": cfg.classes if cfg.problem == "classification" else 0,
             "grid": int(out.shape[-1]), "neuron_grid": int(neurons.shape[-1]) if neurons.size else 0,
-            "sections": _sections(multi, len(units), tuple((p.dtype.num, p.shape) for p in parts), parts),
+            "sections": sections,
             "metrics": finite,
         }
+        if deflated:
+            header["payload"] = "deflate-raw"
         rows = []
         for r in hist_rows:
             if np.isfinite(r[self._idx["train_loss"]]) or r[self._idx["diverged"]] > 0:
@@ -135,7 +155,7 @@ class Session:
         with self.lock:
             if self._frame is not None:
                 self.frames_dropped += 1
-            self._frame = (header, parts)
+            self._frame = (header, payload)
             self._history.extend(rows)
             del self._history[:-MAX_PENDING_HISTORY]
         self.latest = (out, finite, cfg, self.version)
@@ -231,11 +251,12 @@ def _num(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def encode_frame(header: dict, parts: list[np.ndarray]) -> bytes:
+def encode_frame(header: dict, payload: bytes) -> bytes:
     """``[u32 little-endian header length][UTF-8 JSON header][payload]``; the header's
-    ``sections`` give each array's name, dtype, shape and byte offset in the payload."""
+    ``sections`` give each array's name, dtype, shape and byte offset in the payload, and
+    ``payload: "deflate-raw"`` says the payload is deflated (RFC 1951, no zlib header)."""
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    return struct.pack("<I", len(head)) + head + b"".join(p.tobytes() for p in parts)
+    return struct.pack("<I", len(head)) + head + payload
 
 
 def decode_frame(buf: bytes) -> tuple[dict, dict[str, np.ndarray]]:
@@ -243,6 +264,8 @@ def decode_frame(buf: bytes) -> tuple[dict, dict[str, np.ndarray]]:
     (n,) = struct.unpack_from("<I", buf)
     header = json.loads(buf[4:4 + n])
     body = memoryview(buf)[4 + n:]
+    if header.get("payload") == "deflate-raw":
+        body = memoryview(zlib.decompress(body, wbits=-15))
     arrays = {}
     for s in header["sections"]:
         count = int(np.prod(s["shape"])) if s["shape"] else 1

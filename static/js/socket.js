@@ -12,6 +12,9 @@ export class Socket {
     this.timer = null;
     this.nextId = 1;
     this.stopped = false;
+    // Messages are handled one after the other, in arrival order: a frame is inflated
+    // asynchronously, and a state or ack message after it must not overtake it.
+    this.queue = Promise.resolve();
   }
 
   url() {
@@ -27,14 +30,7 @@ export class Socket {
     this.ws = ws;
     ws.onopen = () => this.h.onOpen?.();
     ws.onmessage = (ev) => {
-      if (typeof ev.data === 'string') {
-        let msg;
-        try { msg = JSON.parse(ev.data); } catch { return; }
-        if (msg.type === 'state') this.attempt = 0;
-        this.h.onMessage?.(msg);
-      } else {
-        this.h.onFrame?.(parseFrame(ev.data));
-      }
+      this.queue = this.queue.then(() => this.handle(ws, ev.data)).catch((err) => console.error(err));
     };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
@@ -52,6 +48,18 @@ export class Socket {
       }
       this.h.onClose?.({ code: ev.code, reason: ev.reason, retryIn });
     };
+  }
+
+  async handle(ws, data) {
+    if (typeof data === 'string') {
+      let msg;
+      try { msg = JSON.parse(data); } catch { return; }
+      if (msg.type === 'state') this.attempt = 0;
+      this.h.onMessage?.(msg);
+    } else {
+      const frame = await parseFrame(data);
+      if (this.ws === ws) this.h.onFrame?.(frame); // not a frame of a connection closed meanwhile
+    }
   }
 
   /** Close the connection as an idle timeout would (test hook). */

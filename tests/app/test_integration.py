@@ -132,7 +132,9 @@ def test_compression_can_be_turned_off():
 
 def test_the_deflate_level_is_the_operators(monkeypatch):
     """NNPLAY_WS_COMPRESSION_LEVEL reaches the protocol uvicorn builds per connection, and
-    changes the bytes on the wire: a payload at level 1 and at 9 (zlib's own inflate reads both)."""
+    changes the bytes on the wire: a text message at level 1 and at 9 (zlib's own inflate reads
+    both). Binary messages (frames, whose payload the scheduler deflates) pass through as they
+    are, flagged uncompressed, and leave the compression context alone."""
     import asyncio
     import zlib
 
@@ -159,9 +161,14 @@ def test_the_deflate_level_is_the_operators(monkeypatch):
     wire = {}
     for name, factory in (("1", one), ("9", nine)):
         _, ext = factory.process_request_params([], [])
-        frame = ext.encode(Frame(Opcode.BINARY, payload))
-        assert zlib.decompressobj(-12).decompress(bytes(frame.data) + b"\x00\x00\xff\xff") == payload
+        inflate = zlib.decompressobj(-12)
+        frame = ext.encode(Frame(Opcode.TEXT, payload))
+        assert frame.rsv1 and inflate.decompress(bytes(frame.data) + b"\x00\x00\xff\xff") == payload
         wire[name] = len(frame.data)
+        binary = ext.encode(Frame(Opcode.BINARY, payload[:5000]))
+        assert not binary.rsv1 and bytes(binary.data) == payload[:5000]
+        again = ext.encode(Frame(Opcode.TEXT, payload))  # the context saw only the text messages
+        assert inflate.decompress(bytes(again.data) + b"\x00\x00\xff\xff") == payload
     assert wire["9"] < wire["1"] < len(payload)
     with pytest.raises(Exception, match="ws_compression_level"):
         monkeypatch.setenv("NNPLAY_WS_COMPRESSION_LEVEL", "12")

@@ -330,3 +330,33 @@ def test_a_crowd_stacks_each_sessions_rows_made_once_per_setting(engine, monkeyp
     assert [s.run.epoch for s in rowed] == [4] * 3
     for a, b in zip(rowed, fresh):
         assert a.run.weights() == b.run.weights()
+
+
+def test_frame_payloads_are_deflated_at_the_sessions_level_and_decode_to_the_same_arrays(engine):
+    """``Session.compress_level`` (the server's NNPLAY_WS_COMPRESSION_LEVEL, or None when
+    compression is off) deflates a frame's payload (raw deflate, as the page's
+    DecompressionStream("deflate-raw") reads it); the arrays decoded are the same."""
+    import zlib
+
+    s = _session(engine, 1, 2)
+    s.run.train(30)
+    rows, drawn = s.run.train_and_frame(1)
+    out, neurons, row = (np.asarray(x) for x in drawn)
+    got = {}
+    for level in (None, 1, 9):
+        s.compress_level = level
+        s.publish(out, neurons, rows[-1], rows)
+        buf = s.take_frame()
+        header, arrays = decode_frame(buf)
+        assert header.get("payload") == (None if level is None else "deflate-raw")
+        got[level] = (len(buf), arrays)
+        sections, payload, deflated = s.body(out, neurons)
+        assert deflated is (level is not None)
+        if deflated:  # what the page inflates
+            assert len(zlib.decompress(payload, wbits=-15)) == sum(
+                int(np.prod(x["shape"])) * np.dtype(x["dtype"]).itemsize for x in sections)
+    assert got[9][0] < got[1][0] < got[None][0]
+    for level in (1, 9):
+        assert got[level][1].keys() == got[None][1].keys()
+        for name, a in got[None][1].items():
+            np.testing.assert_array_equal(got[level][1][name], a)
