@@ -191,8 +191,11 @@ async def serve_session(ws: WebSocket, app_state) -> None:
     app_state.next_id += 1
     session = Session(app_state.next_id, app_state.engine, start_config(settings.limits), notify)
     session.reply = reply_threadsafe  # scheduler-initiated messages (idle-pause notice)
-    # frames' payloads are deflated by the scheduler's threads, not by the websocket (app/server.py)
-    session.compress_level = settings.ws_compression_level if settings.ws_compression else None
+    # Frames' payloads are deflated by the scheduler's threads, not by the websocket (app/server.py),
+    # for a client that says it can inflate them (``/ws?payload=deflate-raw``: the page does
+    # where the browser has DecompressionStream("deflate-raw")); others get them as they are.
+    deflate = settings.ws_compression and ws.query_params.get("payload") == "deflate-raw"
+    session.compress_level = settings.ws_compression_level if deflate else None
     app_state.sessions[session.id] = session
     app_state.per_ip[ip] = app_state.per_ip.get(ip, 0) + 1
     metrics.sessions.set(len(app_state.sessions))

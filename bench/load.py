@@ -112,7 +112,7 @@ async def main_async(args) -> dict:
             "NNPLAY_WS_COMPRESSION": "false" if args.no_compression else "true"},
             log=open(args.server_log, "ab") if args.server_log else subprocess.DEVNULL)
         ready_s = await asyncio.to_thread(process.wait_ready, port, proc, 900, sizes)
-        url = f"ws://127.0.0.1:{port}/ws"
+        url = f"ws://127.0.0.1:{port}/ws?payload=deflate-raw"  # inflates frames, as browsers do
     try:
         out: dict = {}
         start_evt = asyncio.Event()
@@ -155,7 +155,8 @@ def main() -> None:
                    help="batched sizes the started server compiles (default: none for 1 client, else 8,32,64)")
     p.add_argument("--no-compression", action="store_true", help="start the server with NNPLAY_WS_COMPRESSION=false")
     p.add_argument("--server-log", default=None, help="append the started server's output to this file")
-    p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT/ws of a running server (loopback only)")
+    p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT/ws?payload=deflate-raw of a running server "
+                   "(loopback only)")
     args = p.parse_args()
     if not 1 <= args.clients <= 500 or not 1 <= args.seconds <= 900:
         raise SystemExit("--clients must be 1..500 and --seconds 1..900")

@@ -1,6 +1,16 @@
 // Websocket connection with reconnect (exponential backoff) and frame parsing.
 import { parseFrame } from './frame.js';
 
+/** Whether this browser inflates raw deflate streams (Chromium 103+, Firefox 113+, Safari 16.4+). */
+function canInflate() {
+  try {
+    new DecompressionStream('deflate-raw'); // eslint-disable-line no-new
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class Socket {
   /**
    * handlers: onOpen(), onMessage(msg), onFrame({header, arrays}), onClose({code, reason, retryIn})
@@ -19,7 +29,8 @@ export class Socket {
 
   url() {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return `${proto}//${location.host}/ws`;
+    // frames' payloads come deflated only to a browser that can inflate them (docs/protocol.md)
+    return `${proto}//${location.host}/ws${canInflate() ? '?payload=deflate-raw' : ''}`;
   }
 
   connect() {

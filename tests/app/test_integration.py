@@ -177,16 +177,29 @@ def test_the_deflate_level_is_the_operators(monkeypatch):
 
 
 def test_a_real_server_compresses_at_the_level_it_is_given():
+    """Frames' payloads come deflated (at the operator's level) to a client that asks for
+    them so, as the page does where the browser can inflate them, and as they are to one that
+    does not (an older browser); both decode to a frame of the same network."""
+    import struct
+
     port = free_port()
     proc = process.start(port, {"NNPLAY_MAX_SESSIONS": "2", "NNPLAY_WS_COMPRESSION_LEVEL": "9"})
     try:
         wait_ready(port, proc)
-        with connect(f"ws://127.0.0.1:{port}/ws", origin=f"http://127.0.0.1:{port}") as ws:
-            assert json.loads(ws.recv(timeout=30))["type"] == "state"
-            assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
-            ws.send(json.dumps({"type": "play"}))
-            (header, arrays), = frames(ws, 1)
-            assert arrays["output"].shape == (100, 100)
+        sizes = {}
+        for query in ("?payload=deflate-raw", ""):
+            with connect(f"ws://127.0.0.1:{port}/ws{query}", origin=f"http://127.0.0.1:{port}") as ws:
+                assert json.loads(ws.recv(timeout=30))["type"] == "state"
+                assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+                ws.send(json.dumps({"type": "play"}))
+                while not isinstance(msg := ws.recv(timeout=60), bytes):
+                    pass
+                (n,) = struct.unpack_from("<I", msg)
+                assert json.loads(msg[4:4 + n]).get("payload") == ("deflate-raw" if query else None)
+                header, arrays = decode_frame(msg)
+                assert arrays["output"].shape == (100, 100) and header["units"] == [4, 2]
+                sizes[query] = len(msg) - 4 - n
+        assert sizes["?payload=deflate-raw"] < sizes[""] / 1.5
     finally:
         log = stop(proc)
         assert "Traceback" not in log, log[-3000:]

@@ -199,3 +199,37 @@ def test_click_adds_point(page_factory):
     editor.press("Enter")
     wait_until(page, 
         "[...document.querySelectorAll('#links .link-hit')].some(e => e.dataset.weight === '2.5000')", timeout=10000)
+
+
+def test_the_page_asks_for_deflated_frames_and_draws_them(browser, server_url):
+    """Chromium has DecompressionStream("deflate-raw"): the page connects with
+    ``?payload=deflate-raw``, the server's frames come with deflated payloads, and the page
+    inflates them in order (its epoch counter follows the frames)."""
+    import struct
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = ctx.new_page()
+        sockets, headers = [], []
+
+        def on_socket(ws):
+            sockets.append(ws.url)
+
+            def on_frame(payload):
+                if isinstance(payload, bytes):
+                    (n,) = struct.unpack_from("<I", payload)
+                    headers.append(json.loads(payload[4:4 + n]))
+            ws.on("framereceived", on_frame)
+
+        page.on("websocket", on_socket)
+        page.goto(server_url)
+        page.get_by_role("status").filter(has_text="paused").wait_for(timeout=30000)
+        page.get_by_role("button", name="Play", exact=True).click()
+        wait_until(page, "parseInt(document.querySelector('#epoch').textContent.replace(',', '')) > 20", timeout=30000)
+        page.get_by_role("button", name="Pause", exact=True).click()
+        assert sockets and all(url.endswith("/ws?payload=deflate-raw") for url in sockets)
+        assert headers and all(h.get("payload") == "deflate-raw" for h in headers)
+        shown = epoch(page)
+        assert shown > 20 and shown <= max(h["epoch"] for h in headers)
+    finally:
+        ctx.close()
