@@ -265,6 +265,20 @@ def test_imbalance_class_weights_toggle(page_factory):
     wait_until(page, "window.__nnplay_last_state.config.class_weight === undefined")
 
 
+def test_hidden_view_follows_a_step_taken_right_after_it_was_drawn(page_factory):
+    """The view asks for new activations at most every 300 ms. A step right after a new
+    choice (which asks at once) may send its one frame within that period: the view then
+    asks once the period is over, frames or not, and shows the network after the step."""
+    page = page_factory("view=hidden&dataset=circle&layers=6,2&activation=tanh")
+    note = page.get_by_role("tabpanel").locator("p[aria-live]")
+    expect(note).to_contain_text("Epoch 0: layer 2 (tanh), neurons 1 and 2")
+    # a new choice asks at once; the step right after it falls within the period
+    page.get_by_role("combobox", name="Neuron on the y axis").select_option("0")
+    page.get_by_role("button", name="Step", exact=True).click()
+    expect(page.locator("#epoch")).to_have_text("000,001")
+    expect(note).to_contain_text("Epoch 1: layer 2 (tanh), neurons 1 and 1", timeout=5000)
+
+
 def test_hidden_view_draws_the_warped_grid(page_factory, artifacts):
     page = page_factory("view=hidden&dataset=circle&layers=6,2&activation=tanh")
     expect(page.get_by_role("tab", name="Hidden space")).to_have_attribute("aria-selected", "true")

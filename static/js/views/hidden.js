@@ -77,14 +77,31 @@ export class HiddenView {
       this.again ||= force; // a new choice while waiting: ask again when the answer comes
       return;
     }
-    if (!force && now - (this.sentAt || 0) < PERIOD) return;
+    if (this.pending) { // unanswered (lost with a reconnect, or refused): ask again
+      this.pending = 0;
+      this.sentKey = '';
+    }
+    if (!force && now - (this.sentAt || 0) < PERIOD) {
+      // Too soon: look again when the period is over, frames or not. A short run (30
+      // epochs take a fraction of a second here) can end, and its frames stop, within one
+      // period: the picture would otherwise stay at the network before it.
+      this.later(PERIOD - (now - this.sentAt));
+      return;
+    }
     const msg = { type: 'hidden', layer: Number(this.layer.value), i: Number(this.ni.value), j: Number(this.nj.value) };
     const key = `${app.epoch}|${app.lastFrame?.header.version}|${msg.layer}|${msg.i}|${msg.j}`;
     if (!force && key === this.sentKey) return;
     if (this.ctx.send(msg)) {
       this.sentKey = key;
       this.pending = this.sentAt = now;
+      this.later(TIMEOUT + 10); // and again if no answer comes
     }
+  }
+
+  /** Call ``request`` after ``ms`` (one timer at a time; the latest wins). */
+  later(ms) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => { this.timer = null; this.request(); }, Math.max(ms, 0) + 5);
   }
 
   onMessage(msg) {
