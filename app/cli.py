@@ -70,7 +70,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from core.bench import main as bench_main
 
-    return bench_main(seconds=args.seconds, sessions=args.sessions)
+    try:
+        return bench_main(seconds=args.seconds, sessions=args.sessions, with_reference=args.reference)
+    except RuntimeError as err:
+        print(f"nnplay bench: {err}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="engine benchmark: epochs/s and ms per frame")
     b.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     b.add_argument("--sessions", type=int, default=128, help="sessions in the batched measurement")
+    b.add_argument("--reference", action="store_true",
+                   help="first time TF Playground's training loop (Node, bench/tfp_reference.mjs) on this machine "
+                        "and print nnplay's figures as multiples of it")
     b.set_defaults(fn=_bench)
     args = parser.parse_args(argv)
     return args.fn(args)

@@ -1,11 +1,18 @@
 """Engine benchmark (``nnplay bench``): training-only epochs/s, milliseconds per full
-visualisation frame, and the batched form's session-epochs/s. Prints figures; asserts nothing."""
+visualisation frame, and the batched form's session-epochs/s. Prints figures; asserts nothing.
+
+``--reference`` also runs ``bench/tfp_reference.mjs`` (TensorFlow Playground's training loop,
+Node) first, on the same machine in the same minutes, and prints nnplay's figures as
+multiples of it: issue 2's targets are such multiples, and machines differ."""
 
 from __future__ import annotations
 
 import json
 import platform
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -73,12 +80,35 @@ def measure(engine: Engine, name: str, seconds: float, sessions: int) -> dict:
             "batched_sessions": sessions, "batched_session_epochs_per_s": round(sess_eps, 1)}
 
 
-def main(seconds: float = 2.0, sessions: int = 128) -> int:
+REFERENCE_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "tfp_reference.mjs"
+
+
+def reference(seconds: float) -> dict[str, dict]:
+    """TensorFlow Playground's loop on this machine: {net: {train_epochs_per_s, frame_ms}}.
+    Needs Node and the repository's ``bench/`` (not part of an installed package)."""
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None or not REFERENCE_SCRIPT.exists():
+        raise RuntimeError(f"--reference needs node and {REFERENCE_SCRIPT}")
+    out = subprocess.run([node, str(REFERENCE_SCRIPT), "--seconds", str(seconds)], capture_output=True, text=True,
+                         timeout=600, check=True)
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    print(json.dumps({"reference": "TF Playground's loop (bench/tfp_reference.mjs)", **lines[0]}), flush=True)
+    return {r["net"]: r for r in lines[1:]}
+
+
+def main(seconds: float = 2.0, sessions: int = 128, with_reference: bool = False) -> int:
     enable_compilation_cache()
     engine = Engine()
     info = {"device": str(jax.devices()[0]), "jax": jax.__version__, "machine": platform.machine(),
             "cpus": __import__("os").cpu_count()}
     print(json.dumps(info))
+    ref = reference(seconds) if with_reference else {}
     for name in NETS:
-        print(json.dumps(measure(engine, name, seconds, sessions)), flush=True)
+        row = measure(engine, name, seconds, sessions)
+        if name in ref:  # issue 2's targets: training 2x, frames 20x TF Playground's
+            r = ref[name]
+            row |= {"tfp_train_epochs_per_s": r["train_epochs_per_s"], "tfp_frame_ms": r["frame_ms"],
+                    "train_ratio": round(row["train_epochs_per_s"] / r["train_epochs_per_s"], 2),
+                    "frame_ratio": round(r["frame_ms"] / row["frame_ms"], 2)}
+        print(json.dumps(row), flush=True)
     return 0

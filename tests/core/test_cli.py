@@ -112,3 +112,19 @@ def test_good_config_and_weights_round_trip(tmp_path, np_ref):
     assert again["confusion"] == out["confusion"]
     for key in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
         assert again[key] == pytest.approx(out[key], rel=1e-6, abs=1e-7)
+
+
+def test_bench_with_the_reference_prints_both_and_their_ratios():
+    """``nnplay bench --reference`` times TF Playground's loop on this machine first (after
+    its replay check) and prints nnplay's figures for nets (a) and (b) with the ratios issue
+    2's targets are stated in, computed from the printed figures."""
+    out = nnplay("bench", "--seconds", "0.05", "--sessions", "3", "--reference")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines[1]["replay_a"] == {"epochs": 1000, "max_abs_loss_difference": 0}
+    nets = {row["net"]: row for row in lines[2:]}
+    assert set(nets) == {"a", "b"} and nets["a"]["narrow"] and not nets["b"]["narrow"]
+    for row in nets.values():
+        assert row["train_epochs_per_s"] > 0 and row["tfp_train_epochs_per_s"] > 0 and row["batched_sessions"] == 3
+        assert row["train_ratio"] == round(row["train_epochs_per_s"] / row["tfp_train_epochs_per_s"], 2)
+        assert row["frame_ratio"] == round(row["tfp_frame_ms"] / row["frame_ms"], 2)
