@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from core.config import ConfigError, parse_config, patch_config
-from core.engine import Engine, RowStacker, frame_key, group_key
+from core.engine import Engine, Packed, RowStacker, frame_key, group_key
 
 from app.metrics import Metrics
 from app.session import Command, Session
@@ -102,7 +102,7 @@ class Scheduler:
         self.threads = max(1, threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nnplay-step") if self.threads > 1 else None
         # Each batched run's data and settings as flat rows (see ``_inputs``)
-        self._stacker: RowStacker | None = None
+        self._stackers: dict[bool, RowStacker | None] = {False: None, True: None}  # wide, narrow
         self._rows: dict[int, tuple] = {}
         self._rows_lock = threading.Lock()
 
@@ -219,12 +219,14 @@ class Scheduler:
                     n = min(n, self.auto_epochs, self.engine.chunk)
             if n:
                 r = s.run
-                key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth))
+                key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth), r.narrow)
                 work[key].append((s, n))
         trained: dict[int, np.ndarray] = {}
         drawn: dict[int, tuple] = {}  # frames drawn by the training call itself (narrow programs)
         t0 = time.perf_counter()
-        jobs = [(key, part, size) for key, group in work.items() for part, size in self._chunks(group)]
+        # narrow parts draw their frames too: at most FRAME_SIZE sessions, as frame parts
+        jobs = [(key, part, size) for key, group in work.items()
+                for part, size in self._chunks(group, self.FRAME_SIZE if key[-1] else None)]
         for result in self._map(self._train_part, jobs):
             for sid, (rows, frame) in result.items():
                 trained[sid] = rows
@@ -236,7 +238,8 @@ class Scheduler:
         frames: dict[tuple, list[Session]] = defaultdict(list)
         for s in need:
             # A session that has just trained has its metrics in its last history row.
-            frames[(*frame_key(s.run.hyper, s.run.depth), self._fresh_row(trained.get(s.id)) is None)].append(s)
+            frames[(*frame_key(s.run.hyper, s.run.depth), s.run.narrow,
+                    self._fresh_row(trained.get(s.id)) is None)].append(s)
         empty = np.zeros((0, len(self.engine.metric_names)))
         i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
         jobs = [(key, part, size) for key, group in frames.items()
@@ -266,12 +269,20 @@ class Scheduler:
         """Train one part of a group (its sessions are in no other part): one session alone,
         or ``size`` sessions (padded) in one batched call. Returns each session's new rows and
         the frame its training call drew (None: drawn later)."""
-        depth, cap, n, _ = key
+        depth, cap, n, _, narrow = key
         if size == 1:
             s, k = part[0]
             return {s.id: self._train_one(s, k)}
         runs = [s.run for s, _ in part]
         pad = runs + [runs[0]] * (size - len(runs))
+        if narrow:
+            states, hist, ok, frames = self._narrow_call(pad, n, depth, cap, with_metrics=False)
+            out: dict[int, tuple] = {}
+            for j, (s, _) in enumerate(part):
+                s.run.set_narrow_packed(states[j])
+                out[s.id] = (hist[j][ok[j]], frames[j])
+                self._count(s, int(ok[j].sum()))
+            return out
         states, hist, ok = self.engine.train_many(_stack([r.packed for r in pad]), *self._inputs(pad), n, depth, cap, n)
         new_states = _unstack(states, len(runs))
         hist, ok = np.asarray(hist), np.asarray(ok)
@@ -287,6 +298,8 @@ class Scheduler:
     # (20 MB a layer, two threads side by side) spill the 32 MB cache: net (a) drew 450 us a
     # session in parts of 32, 860 us in parts of 64 (docs/benchmarks.md, eighth session).
     # Training has no such arrays and keeps the larger parts (4,350 vs 4,640 session-epochs/s).
+    # Narrow parts train and draw in one call, and are held to it too: 200 sessions of net (a),
+    # 4 epochs a frame, ticked in 42-45 ms in parts of 32 against 49-50 ms with parts of 64.
     FRAME_SIZE = 32
 
     def _chunks(self, items: list, largest: int | None = None) -> list[tuple[list, int]]:
@@ -356,36 +369,56 @@ class Scheduler:
 
     def _frame_part(self, key: tuple, part: list[Session], size: int) -> list[tuple]:
         """The frames of one part of a frame group: (output, neurons, metrics row) each."""
-        depth, with_metrics = key[0], key[-1]
+        depth, narrow, with_metrics = key[0], key[-2], key[-1]
         if size == 1:
             return [part[0].run.frame(with_metrics)]
         runs = [s.run for s in part]
         pad = runs + [runs[0]] * (size - len(runs))
+        if narrow:  # 0 epochs: the narrow call only draws
+            return self._narrow_call(pad, 0, depth, self.engine.buckets[0], with_metrics)[3][:len(runs)]
         o, n, r = self.engine.frame_many(_stack([x.packed for x in pad]), *self._inputs(pad), depth, with_metrics)
         o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
         return [(o[j], n[j], r[j]) for j in range(len(runs))]
 
+    def _narrow_call(self, pad: list, n: int, depth: int, cap: int, with_metrics: bool) -> tuple:
+        """Train ``n`` epochs (0: none) and draw a part of narrow runs (``pad``: padded to a
+        compiled size) in one batched narrow call. Returns per run its new narrow state, and
+        as the wide programs give them: history (S, chunk, M), trained (S, chunk) and frames
+        (output grids, neuron grids, metrics row)."""
+        engine = self.engine
+        stacked = _stack([r.narrow_packed() for r in pad])
+        states, hist, ok, (out, small, rows) = engine.train_draw_many(
+            stacked, *self._inputs(pad, narrow=True), n, depth, cap, n, with_metrics)
+        f, u = np.asarray(states.f), np.asarray(states.u)
+        out, neurons = np.asarray(out), engine.wide_neurons(small)
+        hist, rows = engine.narrowing.wide_rows(hist), engine.narrowing.wide_rows(rows)
+        return ([Packed(f[j], u[j]) for j in range(len(pad))], hist, np.asarray(ok),
+                [(out[j], neurons[j], rows[j]) for j in range(len(pad))])
+
     ROWS = 1024  # runs whose rows are kept (~25 KB each; more are dropped all at once)
 
-    def _inputs(self, runs: list) -> tuple:
+    def _inputs(self, runs: list, narrow: bool = False) -> tuple:
         """The stacked data and settings of a batched part's runs (padding included), from
         each run's flat rows (``RowStacker``), which are made again only when a run gets new
-        data or settings (a change gives it new ``data`` or ``hyper`` objects)."""
-        if self._stacker is None:
-            self._stacker = RowStacker(runs[0].data, runs[0].hyper)
+        data or settings (a change gives it new ``data`` or ``hyper`` objects). ``narrow``:
+        with the settings of the narrow programs (``Run.narrow_hyper``)."""
+        hyper = (lambda r: r.narrow_hyper) if narrow else (lambda r: r.hyper)  # noqa: E731
+        if self._stackers[narrow] is None:
+            self._stackers[narrow] = RowStacker(runs[0].data, hyper(runs[0]))
+        stacker = self._stackers[narrow]
         rows = []
         for r in runs:
             with self._rows_lock:
-                held = self._rows.get(id(r))
+                held = self._rows.get((id(r), narrow))
             # an entry holds the run and its inputs, so none of those ids can be reused while it lives
             if held is None or held[0] is not r or held[1] is not r.data or held[2] is not r.hyper:
-                held = (r, r.data, r.hyper, self._stacker.row(r.data, r.hyper))
+                held = (r, r.data, r.hyper, stacker.row(r.data, hyper(r)))
                 with self._rows_lock:
-                    if len(self._rows) >= self.ROWS and id(r) not in self._rows:
+                    if len(self._rows) >= self.ROWS and (id(r), narrow) not in self._rows:
                         self._rows.clear()
-                    self._rows[id(r)] = held
+                    self._rows[(id(r), narrow)] = held
             rows.append(held[3])
-        return self._stacker.stack(rows, runs[0].hyper)
+        return stacker.stack(rows, hyper(runs[0]))
 
     def _train_one(self, s: Session, n: int) -> tuple[np.ndarray, tuple | None]:
         """A session alone: a narrow network's frame comes with its training, in one call."""

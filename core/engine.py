@@ -909,6 +909,18 @@ class Engine:
                 in_axes=(0, 0, 0, HYPER_AXES, None, None, None))), _state_out, packed=True, options=BATCHED_TRAINING)
             for cap in self.buckets
         }
+        # A crowd of narrow networks (TF Playground's default among them: a lecture hall that
+        # opened one link) trains and draws in one batched narrow call per part, instead of a
+        # wide training call and a wide frame call: 64 sessions of net (a), 1 epoch and a
+        # frame, 15 ms instead of 27 (docs/benchmarks.md, eleventh session).
+        self._train_draw_many = {
+            cap: _Exportable(f"train_draw_many-{static}-{tag}-B{cap}", jax.jit(jax.vmap(partial(
+                _train_draw_packed, codec=narrow, n_layers=self.narrow_layers, chunk=self.chunk, bcap=cap,
+                loop="lean", width=NARROW, batched=True),
+                in_axes=(0, 0, 0, HYPER_AXES, None, None, None, None, None))), _drawn_out, packed=True,
+                options=BATCHED_TRAINING)
+            for cap in self.buckets
+        }
         self._frame_many = _Exportable(f"frame_many-{static}", jax.jit(jax.vmap(
             frame_, in_axes=(0, 0, 0, HYPER_AXES, None, None))), _triple_out, packed=True)
         # the hidden-space view's probe: the grid lines and up to n_max data points at once
@@ -973,6 +985,27 @@ class Engine:
         f, u, hist, ok = self._train_many[cap](*self._packed(states), datas, hypers, np.int32(n_epochs),
                                                np.int32(depth), np.int32(every))
         return self._like(states, f, u), hist, ok
+
+    def train_draw_many(self, states: Packed, datas, hypers, n_epochs: int, depth: int, cap: int, every: int,
+                        with_metrics: bool = False):
+        """``train_and_draw`` for a stack of narrow sessions (leading axis) that share what
+        ``train_many``'s share; it always draws. ``states``: narrow ``Packed`` states stacked
+        (host arrays), ``hypers``: narrow hypers stacked (``stack_hyper``). Returns (states,
+        history, trained, output grids, neuron grids (S, NARROW_LAYERS, NARROW, G, G), rows),
+        the rows with the narrow programs' columns (``narrowing.wide_rows`` widens them)."""
+        f, u, hist, ok, out, neurons, rows = self._train_draw_many[cap](
+            *states, datas, hypers, np.int32(n_epochs), np.int32(depth), np.int32(max(every, 1)), np.bool_(True),
+            np.bool_(with_metrics))
+        return Packed(f, u), hist, ok, (out, neurons, rows)
+
+    def wide_neurons(self, small) -> np.ndarray:
+        """Narrow neuron grids (..., NARROW_LAYERS, NARROW, G, G) in the wide programs' shape
+        (..., L, D, G, G): absent units read 0, quantised to 128, as the wide programs draw them."""
+        small = np.asarray(small)
+        lead = small.shape[:-4]
+        neurons = np.full(lead + (self.n_layers, D) + small.shape[-2:], 128, np.uint8)
+        neurons[..., :small.shape[-4], :small.shape[-3], :, :] = small
+        return neurons
 
     def frame_many(self, states, datas, hypers, depth: int, with_metrics: bool = True):
         return self._frame_many(*self._packed(states), datas, hypers, np.int32(depth), np.bool_(with_metrics))
@@ -1039,6 +1072,10 @@ class Engine:
             calls = [(f"train_many-B{cap}", lambda cap=cap: self.train_many(st, da, hy, 0, 0, cap, 1), ())
                      for cap in self.buckets]
             calls.append(("frame_many", lambda: self.frame_many(st, da, hy, 0), ()))
+            nst = self.narrowing.narrow(Packed(*self.codec.pack_host(st)))
+            nhy = stack_hyper(narrow_hyper(run.hyper, NARROW, self.narrow_layers), s)
+            calls += [(f"train_draw_many-B{cap}", lambda cap=cap: self.train_draw_many(nst, da, nhy, 0, 0, cap, 1), ())
+                      for cap in self.buckets]
             self._load_side_by_side(calls, background)
 
 
@@ -1062,6 +1099,7 @@ class Run:
         self.history: list[np.ndarray] = []
         self._device: tuple | None = None  # (data, hyper) on the device, and what they copy
         self._device_narrow: tuple | None = None  # the same with the narrow hyper
+        self._narrow_hyper: tuple | None = None  # (hyper, its narrow form)
 
     def device_inputs(self, narrow: bool = False) -> tuple[Data, Hyper]:
         """``data`` and ``hyper`` on the device, copied once per change of either (they stay
@@ -1069,13 +1107,22 @@ class Run:
         ``narrow``: with the hyper of the narrow programs."""
         held = self._device_narrow if narrow else self._device
         if held is None or held[0] is not self.data or held[1] is not self.hyper:
-            hyper = narrow_hyper(self.hyper, NARROW, self.engine.narrow_layers) if narrow else self.hyper
+            hyper = self.narrow_hyper if narrow else self.hyper
             held = (self.data, self.hyper, jax.device_put((self.data, hyper), jax.devices()[0]))
             if narrow:
                 self._device_narrow = held
             else:
                 self._device = held
         return held[2]
+
+    @property
+    def narrow_hyper(self) -> Hyper:
+        """``hyper`` for the narrow programs, made once per ``hyper`` (the same object until
+        a setting changes, so that batched calls can keep its stacked row)."""
+        held = self._narrow_hyper
+        if held is None or held[0] is not self.hyper:
+            held = self._narrow_hyper = (self.hyper, narrow_hyper(self.hyper, NARROW, self.engine.narrow_layers))
+        return held[1]
 
     @property
     def narrow(self) -> bool:
@@ -1125,6 +1172,13 @@ class Run:
             self._base = np.asarray(wide.f)
             self._packed, self._narrowed = self.engine.narrowing.narrow(wide), True
         return self._packed
+
+    narrow_packed = _narrow_packed
+
+    def set_narrow_packed(self, packed: Packed) -> None:
+        """The state a narrow call trained from ``narrow_packed()`` (a batched one's row)."""
+        assert self._narrowed, "the state must have been taken in the narrow form"
+        self._packed, self._state = packed, None
 
     @property
     def epoch(self) -> int:
@@ -1177,11 +1231,7 @@ class Run:
     def _narrow_frame(self, drawn) -> tuple:
         """A narrow program's frame in the wide shapes (neuron grids (L, D, G, G), wide row)."""
         out, small, row = drawn
-        small = np.asarray(small)
-        # absent units read 0, quantised to 128, as the wide program draws them
-        neurons = np.full((self.engine.n_layers, D) + small.shape[2:], 128, np.uint8)
-        neurons[:small.shape[0], :small.shape[1]] = small
-        return np.asarray(out), neurons, self.engine.narrowing.wide_rows(row)
+        return np.asarray(out), self.engine.wide_neurons(small), self.engine.narrowing.wide_rows(row)
 
     def frame(self, with_metrics: bool = True):
         """(output grids (2, GRID, GRID), neuron grids (L, D, G, G), metrics row), uint8 grids."""

@@ -446,15 +446,16 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
 def train_and_draw(
     state: TrainState, data: Data, hyper: Hyper, n_epochs: jax.Array, depth: jax.Array, every: jax.Array,
     draw: jax.Array, with_metrics: jax.Array, *, n_layers: int, bcap: int, chunk: int, loop: str = "both",
-    width: int = D,
+    width: int = D, batched: bool = False,
 ):
     """``train_chunk``, then, when ``draw``, the ``frame`` of the trained state: what a session
     that trains alone needs each tick, in one call instead of two (a call costs ~0.4 ms of
     dispatch here, as much as a small network's frame). With ``n_epochs`` 0 it only draws.
     Not drawing gives zero grids and a NaN row. Returns (state, history, trained, output
-    grids, neuron grids, metrics row)."""
+    grids, neuron grids, metrics row). ``batched``: traced under ``vmap`` (see ``train_chunk``);
+    ``draw`` and ``with_metrics`` are then shared by the call's sessions."""
     state, hist, ok = train_chunk(state, data, hyper, n_epochs, depth, every, n_layers=n_layers, bcap=bcap,
-                                  chunk=chunk, loop=loop, width=width)
+                                  chunk=chunk, loop=loop, width=width, batched=batched)
     G, M = NEURON_GRID, len(names(n_layers))
 
     def blank(_):

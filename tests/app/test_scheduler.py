@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from app.metrics import Metrics
 from app.scheduler import Scheduler
@@ -12,8 +13,11 @@ from app.session import Command, Session, decode_frame
 from core.config import parse_config
 
 
-def _session(engine, sid: int, speed) -> Session:
-    s = Session(sid, engine, parse_config({"seed": sid}), lambda _s: None)
+WIDE = {"layers": [{"units": 6, "activation": "tanh"}]}  # too wide for the narrow programs
+
+
+def _session(engine, sid: int, speed, **cfg) -> Session:
+    s = Session(sid, engine, parse_config({"seed": sid, **cfg}), lambda _s: None)
     s.playing, s.speed = True, speed
     return s
 
@@ -141,17 +145,19 @@ def test_frames_are_drawn_in_parts_no_larger_than_frame_size(engine):
     finally:
         sched.stop()
 
-    # a real tick asks for frame parts of at most FRAME_SIZE and training parts of any size
-    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
-    asked, chunks = [], sched._chunks
-    sched._chunks = lambda items, largest=None: (asked.append(largest), chunks(items, largest))[1]
-    for sid in range(1, 5):
-        sched.add(_session(engine, sid, 1))
-    try:
-        _tick(sched)
-    finally:
-        sched.stop()
-    assert asked == [None, sched.FRAME_SIZE]
+    # a real tick asks for frame parts of at most FRAME_SIZE and training parts of any size;
+    # narrow sessions train and draw in one call, in parts of at most FRAME_SIZE
+    for cfg, expected in ((WIDE, [None, sched.FRAME_SIZE]), ({}, [sched.FRAME_SIZE])):
+        sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
+        asked, chunks = [], sched._chunks
+        sched._chunks = lambda items, largest=None: (asked.append(largest), chunks(items, largest))[1]
+        for sid in range(1, 5):
+            sched.add(_session(engine, sid, 1, **cfg))
+        try:
+            _tick(sched)
+        finally:
+            sched.stop()
+        assert asked == expected
 
 
 def test_two_threads_train_and_draw_exactly_as_one(engine):
@@ -290,30 +296,35 @@ def test_a_lone_narrow_session_trains_and_draws_in_one_engine_call(engine, monke
     assert header["units"] == [6] and arrays["layer0"].shape == (6, 20, 20)
 
 
-def test_a_crowd_stacks_each_sessions_rows_made_once_per_setting(engine, monkeypatch):
+@pytest.mark.parametrize("cfg", [{}, WIDE], ids=["narrow", "wide"])
+def test_a_crowd_stacks_each_sessions_rows_made_once_per_setting(engine, monkeypatch, cfg):
     """Each session's data and settings are flattened once into rows and stacked from them
     every tick; a session whose learning rate changed gets new rows and trains its next
     batched epochs with the new rate, and every session's weights equal those of a
-    scheduler that stacks the arrays themselves every tick."""
+    scheduler that stacks the arrays themselves every tick. For narrow networks (batched
+    narrow calls, ``Run.narrow_hyper``) and wide ones."""
     import app.scheduler as scheduler_module
     from core.engine import RowStacker, stack_hyper
+
+    call = "train_many" if cfg else "train_draw_many"
 
     def run(rowed: bool):
         sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
         if not rowed:  # the reference: every part stacked from the arrays themselves
-            sched._inputs = lambda runs: (scheduler_module._stack([r.data for r in runs]),
-                                          stack_hyper([r.hyper for r in runs]))
+            sched._inputs = lambda runs, narrow=False: (
+                scheduler_module._stack([r.data for r in runs]),
+                stack_hyper([r.narrow_hyper if narrow else r.hyper for r in runs]))
         sched.auto_epochs = 1
-        sessions = [_session(engine, sid, 1) for sid in range(1, 4)]
+        sessions = [_session(engine, sid, 1, **cfg) for sid in range(1, 4)]
         for s in sessions:
             sched.add(s)
         made, seen = [], []
         with monkeypatch.context() as m:
             row = RowStacker.row
             m.setattr(RowStacker, "row", lambda self, d, h: (made.append(1), row(self, d, h))[1])
-            train_many = engine.train_many
-            m.setattr(engine, "train_many", lambda st, d, h, *a: (seen.append(np.asarray(h.opt.learning_rate)),
-                                                                  train_many(st, d, h, *a))[1])
+            real = getattr(engine, call)
+            m.setattr(engine, call, lambda st, d, h, *a: (seen.append(np.asarray(h.opt.learning_rate)),
+                                                          real(st, d, h, *a))[1])
             counts = []
             for k in range(4):
                 if k == 2:
@@ -360,3 +371,48 @@ def test_frame_payloads_are_deflated_at_the_sessions_level_and_decode_to_the_sam
         assert got[level][1].keys() == got[None][1].keys()
         for name, a in got[None][1].items():
             np.testing.assert_array_equal(got[level][1][name], a)
+
+
+def test_a_narrow_crowd_trains_and_draws_in_one_batched_call_as_each_would_alone(engine, monkeypatch):
+    """Three default (narrow) sessions with a compiled batched size of 3: each tick is one
+    engine call (``train_draw_many``), no separate frame call, and the sessions train and
+    draw what each one stepped alone (single narrow calls) does, to float32 rounding: the
+    batched program sums in another order. Weights to 1e-5, grids within one uint8 step."""
+    calls: list[str] = []
+
+    def run(sizes: tuple[int, ...]):
+        sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=sizes, threads=1)
+        sched.auto_epochs = 2
+        sessions = [_session(engine, sid, 2) for sid in range(1, 4)]
+        for s in sessions:
+            sched.add(s)
+        frames = []
+        with monkeypatch.context() as m:
+            for name in ("train_and_draw", "train", "frame", "train_many", "frame_many", "train_draw_many"):
+                real = getattr(engine, name)
+                m.setattr(engine, name, (lambda n, f: lambda *a, **k: (calls.append(n), f(*a, **k))[1])(name, real))
+            for _ in range(3):
+                sched.tick()
+                frames.append([decode_frame(s.take_frame()) for s in sessions])
+        sched.stop()
+        return sessions, frames
+
+    crowd, crowd_frames = run((3,))
+    assert calls == ["train_draw_many"] * 3
+    calls.clear()
+    alone, alone_frames = run(())
+    assert calls == ["train_and_draw"] * 9
+    assert [s.run.epoch for s in crowd] == [s.run.epoch for s in alone] == [6] * 3
+    for a, b in zip(crowd, alone):
+        np.testing.assert_allclose(a.run.weights_flat(), b.run.weights_flat(), rtol=1e-5, atol=1e-6)
+        assert not np.array_equal(a.run.weights_flat(), crowd[0].run.weights_flat()) or a is crowd[0]
+    for tick_a, tick_b in zip(crowd_frames, alone_frames):
+        for (ha, aa), (hb, ab) in zip(tick_a, tick_b):
+            assert ha["epoch"] == hb["epoch"] and ha["units"] == hb["units"] == [4, 2]
+            assert len(ha["history"]) == len(hb["history"]) == 1  # measured after the tick's last epoch
+            np.testing.assert_allclose(ha["metrics"]["train_loss"], hb["metrics"]["train_loss"], rtol=1e-5)
+            for name in aa:
+                if aa[name].dtype == np.uint8:
+                    assert np.abs(aa[name].astype(int) - ab[name].astype(int)).max() <= 1, name
+                else:
+                    np.testing.assert_allclose(aa[name], ab[name], rtol=1e-5, atol=1e-6, err_msg=name)
