@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import orjson
 
 from core.config import Config, Point
 from core.engine import Engine, Run, metrics_dict
@@ -184,7 +185,7 @@ class Session:
         page was last sent them (the page keeps the ones it has): every setting change answers
         with a state message, and 500 points are ~15 KB of the ~16 of one. Their text is built
         once per data split (encoding them each time dominated the event loop's JSON work)."""
-        head = json.dumps(self.state_message(points=False), separators=(",", ":"), allow_nan=False)
+        head = dumps(self.state_message(points=False)).decode()
         split = self.run.split
         if self._points_sent is split:
             return head
@@ -251,11 +252,19 @@ def _num(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
+def dumps(obj) -> bytes:
+    """Compact JSON as UTF-8, by orjson: a frame's header in ~1.2 us instead of the standard
+    library's ~19 (every frame's header is made on the event loop; 200 sessions send ~2,000 a
+    second). NumPy scalars and arrays are written as numbers; a non-finite float becomes null
+    (the messages hold none: metrics are made finite before)."""
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def encode_frame(header: dict, payload: bytes) -> bytes:
     """``[u32 little-endian header length][UTF-8 JSON header][payload]``; the header's
     ``sections`` give each array's name, dtype, shape and byte offset in the payload, and
     ``payload: "deflate-raw"`` says the payload is deflated (RFC 1951, no zlib header)."""
-    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    head = dumps(header)
     return struct.pack("<I", len(head)) + head + payload
 
 

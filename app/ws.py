@@ -14,6 +14,7 @@ import time
 from collections import deque
 from urllib.parse import urlsplit
 
+import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 from starlette.websockets import WebSocketState
@@ -350,7 +351,7 @@ async def _send_loop(ws: WebSocket, session: Session, outbox: Outbox, metrics) -
             outbox.ready.clear()
             while outbox.items:
                 msg = outbox.items.popleft()  # a dict, or JSON text encoded already
-                await ws.send_text(msg if isinstance(msg, str) else json.dumps(msg, allow_nan=False, default=str))
+                await ws.send_text(msg if isinstance(msg, str) else dumps_text(msg))
             frame = session.take_frame()
             if frame is not None:
                 await ws.send_bytes(frame)
@@ -361,6 +362,11 @@ async def _send_loop(ws: WebSocket, session: Session, outbox: Outbox, metrics) -
         pass
     except Exception:  # a broken socket ends this sender, never the server
         log.debug("sender stopped", exc_info=True)
+
+
+def dumps_text(msg: dict) -> str:
+    """A control message as JSON text (``dumps``; objects JSON lacks are written as strings)."""
+    return orjson.dumps(msg, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def client_ip(ws: WebSocket, trusted: list[str]) -> str:
