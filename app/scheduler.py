@@ -1,14 +1,16 @@
 """One thread steps every playing session, in batched engine calls, off the event loop.
 
 Each tick: apply queued commands, train the sessions that play (grouped by what a batched
-call must share: depth, activations, batch bucket, epochs), compute their frames, publish
-them latest-wins, then adapt the "auto" epochs-per-frame to hold the frame rate.
+call must share: depth, activations, batch bucket, epochs), draw their frames, publish them
+latest-wins, then adapt the "auto" epochs-per-frame to hold the frame rate (and, in a crowd
+that cannot, TF Playground's 60 epochs a second).
 
-The batched calls of one tick are independent (each session is in one of them), and XLA
-releases the GIL while it computes, so with ``threads`` > 1 they run side by side on a small
-pool: on 2 cores two calls of 32 sessions finish ~1.4x sooner than one of 64. Everything
-that is shared (publishing frames, room judges, metrics of the tick) stays on the scheduler
-thread.
+A tick's batched calls are independent (each session is in one of them), and XLA releases
+the GIL while it computes, so with ``threads`` > 1 they run side by side on a small pool: on
+2 cores two calls of 32 sessions finish ~1.4x sooner than one of 64. Each job trains a part,
+draws its frames and deflates them; the scheduler thread publishes each job's frames as it
+finishes. Everything that is shared (publishing frames, room judges, metrics of the tick)
+stays on the scheduler thread.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Callable
 
 import jax
@@ -37,10 +40,6 @@ log = logging.getLogger("nnplay.scheduler")
 
 def _stack(trees: list):
     return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *trees)
-
-
-def _bodies(share: list[tuple]) -> list[tuple]:
-    return [s.body(out, neurons) for s, out, neurons, _ in share]
 
 
 def _unstack(tree, n: int) -> list:
@@ -84,10 +83,18 @@ def hidden_message(s: Session, a: dict) -> dict:
 class Scheduler:
     def __init__(self, engine: Engine, metrics: Metrics, *, frame_rate: float, idle_pause_s: float,
                  batched_sizes: tuple[int, ...] = (), reply: Callable[[Session, dict], None] | None = None,
-                 threads: int = 1):
+                 threads: int = 1, min_epochs_per_s: float = 60.0, min_frame_rate: float = 10.0):
         self.engine = engine
         self.metrics = metrics
         self.period = 1.0 / frame_rate
+        # A crowd whose ticks cannot hold the frame rate still trains at TF Playground's pace
+        # (an epoch per animation frame, 60 a second) while its frames come at least
+        # ``min_frame_rate`` times a second (see ``_adapt``).
+        self.min_epochs_per_s = min_epochs_per_s
+        self.min_frame_rate = min_frame_rate
+        self.frame_interval: float | None = None  # a crowd's seconds between a session's frames (EWMA)
+        self._crowded = False
+        self._turn = 0  # where this tick's order of sessions starts
         self.idle_pause_s = idle_pause_s
         self.batched_sizes = tuple(sorted(batched_sizes))
         self.sessions: dict[int, Session] = {}
@@ -119,12 +126,6 @@ class Scheduler:
             self._thread.join(timeout=10)
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _map(self, fn: Callable, jobs: list) -> list:
-        """``fn`` over ``jobs``, side by side on the pool when there is more than one."""
-        if self._pool is None or len(jobs) < 2:
-            return [fn(*job) for job in jobs]
-        return list(self._pool.map(lambda job: fn(*job), jobs))
 
     def add(self, s: Session) -> None:
         s.on_taken = self._taken
@@ -176,16 +177,37 @@ class Scheduler:
         """Auto speed: as many epochs per frame as the frame period allows. One session alone
         may go past one compiled call's epochs (``Run.train`` makes several calls); a crowd is
         held to one call's (see ``tick``). Growth slows near the top so that a tick settles
-        between 85 and 95 % of the period instead of swinging between 75 and 95."""
+        between 85 and 95 % of the period instead of swinging between 75 and 95. A crowd
+        trains at least ``epoch_floor`` epochs a frame."""
         if spent < 0.85 * self.period:
             step = max(1, self.auto_epochs // (4 if spent < 0.6 * self.period else 10))
             self.auto_epochs = min(self.max_auto_epochs, self.auto_epochs + step)
         elif spent > 0.95 * self.period:
             self.auto_epochs = max(1, int(self.auto_epochs * 0.8))
+        self.auto_epochs = max(self.auto_epochs, self.epoch_floor())
+
+    def epoch_floor(self) -> int:
+        """The fewest epochs per frame a crowd's auto speed trains: enough for
+        ``min_epochs_per_s`` at the frame interval its sessions get (one epoch a frame at 12
+        frames a second would train 12 epochs a second, a fifth of TF Playground's pace), as
+        long as that interval is within 1 / ``min_frame_rate``. Past it there is no floor, so
+        that a crowd of networks whose epochs cost too much for that pace keeps its frames.
+        Extra epochs cost a crowd little beside its frames (64 sessions of net (a): 1 epoch
+        and a frame 15 ms, 4 epochs and a frame 22 ms)."""
+        iv = self.frame_interval
+        if not self._crowded or iv is None or self.min_epochs_per_s <= 0 or iv > 1.0 / self.min_frame_rate:
+            return 1
+        return max(1, min(self.engine.chunk, math.ceil(self.min_epochs_per_s * iv - 1e-6)))
 
     def tick(self) -> bool:
         with self.lock:
             sessions = [s for s in self.sessions.values() if not s.closed]
+        # Parts publish as they finish (see below): the sessions are rotated every tick, so
+        # that the ones in the last part, whose clients get their frames last, are not always
+        # the same (their clients fell behind: 200 sessions' 5th percentile at 7.2 frames/s
+        # against 8.8-9.2 in tick order).
+        self._turn = (self._turn + 1) % max(len(sessions), 1)
+        sessions = sessions[self._turn:] + sessions[:self._turn]
         now = time.monotonic()
         for s in sessions:
             cmds = s.drain()
@@ -206,7 +228,7 @@ class Scheduler:
         self._backlogged = any(s.backlogged() and s.wants_training() for s in sessions)
         sessions = [s for s in sessions if not s.backlogged() or s.dirty]
         work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
-        crowded = sum(1 for s in sessions if s.wants_training()) > 1
+        crowded = self._crowded = sum(1 for s in sessions if s.wants_training()) > 1
         if crowded:
             self.auto_epochs = min(self.auto_epochs, self.engine.chunk)
         for s in sessions:
@@ -221,49 +243,80 @@ class Scheduler:
                 r = s.run
                 key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth), r.narrow)
                 work[key].append((s, n))
-        trained: dict[int, np.ndarray] = {}
-        drawn: dict[int, tuple] = {}  # frames drawn by the training call itself (narrow programs)
+        # Each job trains a part (and draws its frames), or draws a part of sessions that only
+        # need a frame, and makes its frames' bodies (deflating them releases the GIL). The
+        # jobs run side by side on the pool, and this thread publishes each job's frames as
+        # soon as it is done, while the others still compute: a crowd's publishing no longer
+        # waits for its last part, nor its last part's compute for the others' publishing.
         t0 = time.perf_counter()
-        # narrow parts draw their frames too: at most FRAME_SIZE sessions, as frame parts
-        jobs = [(key, part, size) for key, group in work.items()
+        training = {s.id for group in work.values() for s, _ in group}
+        jobs = [(self._train_job, key, part, size) for key, group in work.items()
                 for part, size in self._chunks(group, self.FRAME_SIZE if key[-1] else None)]
-        for result in self._map(self._train_part, jobs):
-            for sid, (rows, frame) in result.items():
-                trained[sid] = rows
-                if frame is not None and self._fresh_row(rows) is not None:
-                    drawn[sid] = frame
+        frames: dict[tuple, list[Session]] = defaultdict(list)
+        for s in sessions:
+            if s.dirty and s.id not in training:  # a paused session that changed: a frame with metrics
+                frames[(*frame_key(s.run.hyper, s.run.depth), s.run.narrow, True)].append(s)
+        jobs += [(self._frame_job, key, part, size) for key, group in frames.items()
+                 for part, size in self._chunks(group, self.FRAME_SIZE)]
+        i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
+        gaps = []
+        for done in self._stream(jobs):
+            now = time.perf_counter()
+            for s, out, neurons, row, rows, body in done:
+                s.publish(out, neurons, row, rows, body)
+                s.dirty = False
+                if row[i_div] > 0 or row[i_stop] > 0:
+                    s.playing = False
+                if s.id in training:
+                    if now - s.trained_at < 2.0:  # not the first frame after a pause
+                        gaps.append(now - s.trained_at)
+                    s.trained_at = now
         if work:
             self.metrics.step_seconds.observe(time.perf_counter() - t0)
-        need = [s for s in sessions if (s.id in trained or s.dirty) and s.id not in drawn]
-        frames: dict[tuple, list[Session]] = defaultdict(list)
-        for s in need:
-            # A session that has just trained has its metrics in its last history row.
-            frames[(*frame_key(s.run.hyper, s.run.depth), s.run.narrow,
-                    self._fresh_row(trained.get(s.id)) is None)].append(s)
-        empty = np.zeros((0, len(self.engine.metric_names)))
-        i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
-        jobs = [(key, part, size) for key, group in frames.items()
-                for part, size in self._chunks(group, self.FRAME_SIZE)]
-        t1 = time.perf_counter()
-        results = self._map(self._frame_part, jobs)
-        if jobs:
-            self.metrics.frame_seconds.observe((time.perf_counter() - t1) / len(need))
-        done = [(s, out, neurons, row if key[-1] else self._fresh_row(trained[s.id]))
-                for (key, part, _), outs in zip(jobs, results) for s, (out, neurons, row) in zip(part, outs)]
-        by_id = {s.id: s for s in sessions}
-        done += [(by_id[sid], out, neurons, self._fresh_row(trained[sid])) for sid, (out, neurons, _) in drawn.items()]
-        # Frame bodies side by side (compressing them is most of a crowd's per-frame host work,
-        # and zlib releases the GIL), then published in order on this thread.
-        shares = [done[k::self.threads] for k in range(self.threads)] if len(done) > 1 else [done]
-        bodies = dict(zip((id(x) for share in shares for x in share),
-                          (b for part in self._map(_bodies, [(share,) for share in shares if share]) for b in part)))
-        for item in done:
-            s, out, neurons, row = item
-            s.publish(out, neurons, row, trained.get(s.id, empty), bodies[id(item)])
-            s.dirty = False
-            if row[i_div] > 0 or row[i_stop] > 0:
-                s.playing = False
+        if crowded and gaps:
+            gap = float(np.median(gaps))
+            self.frame_interval = gap if self.frame_interval is None else 0.7 * self.frame_interval + 0.3 * gap
+        elif not crowded:
+            self.frame_interval = None
         return bool(work)
+
+    def _stream(self, jobs: list[tuple]):
+        """Each job's result (``(fn, *args)``) as soon as it is done: on the pool, side by side,
+        in the order listed (largest parts first); without a pool, one after another here."""
+        if self._pool is None or len(jobs) < 2:
+            for fn, *args in jobs:
+                yield fn(*args)
+            return
+        futures = [self._pool.submit(fn, *args) for fn, *args in jobs]
+        for future in as_completed(futures):
+            yield future.result()
+
+    def _train_job(self, key: tuple, part: list[tuple[Session, int]], size: int) -> list[tuple]:
+        """Train a part, draw the frames its training call did not draw (wide networks; a
+        narrow one whose early stopping has just restored other weights), in parts of at most
+        FRAME_SIZE, and make their bodies. Returns (session, output, neurons, metrics row,
+        history rows, body) per session."""
+        result = self._train_part(key, part, size)
+        items, need = [], defaultdict(list)
+        for s, _ in part:
+            rows, frame = result[s.id]
+            fresh = self._fresh_row(rows)
+            if frame is not None and fresh is not None:
+                items.append((s, frame[0], frame[1], fresh, rows))
+            else:  # a session that has just trained has its metrics in its last history row
+                need[(*frame_key(s.run.hyper, s.run.depth), s.run.narrow, fresh is None)].append(s)
+        for fkey, group in need.items():
+            for fpart, fsize in self._chunks(group, self.FRAME_SIZE, balance=False):
+                for s, (out, neurons, row) in zip(fpart, self._frame_part(fkey, fpart, fsize)):
+                    rows = result[s.id][0]
+                    items.append((s, out, neurons, row if fkey[-1] else self._fresh_row(rows), rows))
+        return [(s, out, neurons, row, rows, s.body(out, neurons)) for s, out, neurons, row, rows in items]
+
+    def _frame_job(self, key: tuple, part: list[Session], size: int) -> list[tuple]:
+        """Draw a part of sessions that did not train (with metrics) and make the bodies."""
+        empty = np.zeros((0, len(self.engine.metric_names)), np.float32)
+        return [(s, out, neurons, row, empty, s.body(out, neurons))
+                for s, (out, neurons, row) in zip(part, self._frame_part(key, part, size))]
 
     def _train_part(self, key: tuple, part: list[tuple[Session, int]], size: int) -> dict[int, tuple]:
         """Train one part of a group (its sessions are in no other part): one session alone,
@@ -302,11 +355,11 @@ class Scheduler:
     # 4 epochs a frame, ticked in 42-45 ms in parts of 32 against 49-50 ms with parts of 64.
     FRAME_SIZE = 32
 
-    def _chunks(self, items: list, largest: int | None = None) -> list[tuple[list, int]]:
+    def _chunks(self, items: list, largest: int | None = None, balance: bool = True) -> list[tuple[list, int]]:
         """Split a group into parts of a compiled batched size (1 = one at a time), of at most
-        ``largest`` sessions when a compiled size that small exists. With several threads, a
-        group that fits one part is halved when two parts of a smaller compiled size pad to
-        no more rows (50 sessions: 32 + 32 instead of 64)."""
+        ``largest`` sessions when a compiled size that small exists. With several threads (and
+        ``balance``), a group that fits one part is halved when two parts of a smaller compiled
+        size pad to no more rows (50 sessions: 32 + 32 instead of 64)."""
         sizes = [b for b in self.batched_sizes if b > 1]
         if largest is not None and any(b <= largest for b in sizes):
             sizes = [b for b in sizes if b <= largest]
@@ -320,7 +373,7 @@ class Scheduler:
             else:
                 parts.append((items[i:i + size], size))
                 i += size
-        return self._balance(parts, sizes) if self.threads > 1 and sizes else parts
+        return self._balance(parts, sizes) if balance and self.threads > 1 and sizes else parts
 
     CALL_ROWS = 4  # a call's fixed cost, in padded session rows (host work, dispatch)
 
@@ -369,16 +422,22 @@ class Scheduler:
 
     def _frame_part(self, key: tuple, part: list[Session], size: int) -> list[tuple]:
         """The frames of one part of a frame group: (output, neurons, metrics row) each."""
+        t = time.perf_counter()
         depth, narrow, with_metrics = key[0], key[-2], key[-1]
         if size == 1:
-            return [part[0].run.frame(with_metrics)]
-        runs = [s.run for s in part]
-        pad = runs + [runs[0]] * (size - len(runs))
-        if narrow:  # 0 epochs: the narrow call only draws
-            return self._narrow_call(pad, 0, depth, self.engine.buckets[0], with_metrics)[3][:len(runs)]
-        o, n, r = self.engine.frame_many(_stack([x.packed for x in pad]), *self._inputs(pad), depth, with_metrics)
-        o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
-        return [(o[j], n[j], r[j]) for j in range(len(runs))]
+            out = [part[0].run.frame(with_metrics)]
+        else:
+            runs = [s.run for s in part]
+            pad = runs + [runs[0]] * (size - len(runs))
+            if narrow:  # 0 epochs: the narrow call only draws
+                out = self._narrow_call(pad, 0, depth, self.engine.buckets[0], with_metrics)[3][:len(runs)]
+            else:
+                o, n, r = self.engine.frame_many(_stack([x.packed for x in pad]), *self._inputs(pad), depth,
+                                                 with_metrics)
+                o, n, r = np.asarray(o), np.asarray(n), np.asarray(r)
+                out = [(o[j], n[j], r[j]) for j in range(len(runs))]
+        self.metrics.frame_seconds.observe((time.perf_counter() - t) / len(part))
+        return out
 
     def _narrow_call(self, pad: list, n: int, depth: int, cap: int, with_metrics: bool) -> tuple:
         """Train ``n`` epochs (0: none) and draw a part of narrow runs (``pad``: padded to a

@@ -53,6 +53,7 @@ class Session:
         # zlib level of the frames' payloads (``body``); None sends them as they are
         self.compress_level: int | None = None
         self.dirty = True  # a frame should be produced even when paused
+        self.trained_at = -math.inf  # when the scheduler last published a frame of new training (perf_counter)
         # Latest frame parts (written by the scheduler) and history not yet sent.
         self._frame: tuple[dict, list[np.ndarray]] | None = None
         self._history: list[list[float]] = []

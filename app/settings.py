@@ -26,6 +26,12 @@ class Settings(BaseSettings):
         default_factory=list, description="extra websocket origins besides the page's own (JSON list or comma list)")
     frame_ancestors: str = Field("*", description="CSP frame-ancestors: who may embed the page")
     frame_rate: float = Field(30.0, ge=1, le=120, description="frame-rate cap per session")
+    min_epochs_per_s: float = Field(60.0, ge=0, le=100000, description="auto speed in a crowd that cannot "
+                                    "hold the frame-rate cap: at least this many epochs a second per session "
+                                    "(TF Playground's pace: an epoch per animation frame), while frames stay at "
+                                    "min_frame_rate or more; 0: no floor")
+    min_frame_rate: float = Field(10.0, ge=1, le=120, description="the frame rate the epoch floor above "
+                                  "never pushes a crowd's frames below")
     idle_pause_s: float = Field(300.0, ge=1, description="pause a session after this long without a message")
     idle_timeout_s: float = Field(1800.0, ge=1, description="close a session after this long without a message")
     ws_compression: bool = Field(True, description="deflate frames' payloads (in the scheduler's threads, "
