@@ -94,6 +94,7 @@ class Scheduler:
         self.min_frame_rate = min_frame_rate
         self.frame_interval: float | None = None  # a crowd's seconds between a session's frames (EWMA)
         self._crowded = False
+        self._floor_on = False  # ``epoch_floor``'s state (it has a margin before it turns off)
         self._turn = 0  # where this tick's order of sessions starts
         self.idle_pause_s = idle_pause_s
         self.batched_sizes = tuple(sorted(batched_sizes))
@@ -189,15 +190,21 @@ class Scheduler:
     def epoch_floor(self) -> int:
         """The fewest epochs per frame a crowd's auto speed trains: enough for
         ``min_epochs_per_s`` at the frame interval its sessions get (one epoch a frame at 12
-        frames a second would train 12 epochs a second, a fifth of TF Playground's pace), as
-        long as that interval is within 1 / ``min_frame_rate``. Past it there is no floor, so
-        that a crowd of networks whose epochs cost too much for that pace keeps its frames.
-        Extra epochs cost a crowd little beside its frames (64 sessions of net (a): 1 epoch
-        and a frame 15 ms, 4 epochs and a frame 22 ms)."""
+        frames a second would train 12 epochs a second, a fifth of TF Playground's pace), for
+        an interval of at most 1 / ``min_frame_rate``. Extra epochs cost a crowd little beside
+        its frames (64 sessions of net (a): 1 epoch and a frame 15 ms, 4 epochs and a frame 22
+        ms); a crowd whose epochs cost so much that the floor slows its frames past 1.5 / ``min_frame_rate`` gets none
+        (the floor comes back at 1 / ``min_frame_rate``: without that margin, a crowd near the limit
+        switched it on and off, between 57 and 24 epochs a second)."""
         iv = self.frame_interval
-        if not self._crowded or iv is None or self.min_epochs_per_s <= 0 or iv > 1.0 / self.min_frame_rate:
+        if not self._crowded or iv is None or self.min_epochs_per_s <= 0:
+            self._floor_on = False
             return 1
-        return max(1, min(self.engine.chunk, math.ceil(self.min_epochs_per_s * iv - 1e-6)))
+        limit = 1.0 / self.min_frame_rate
+        self._floor_on = iv <= limit or (self._floor_on and iv <= 1.5 * limit)
+        if not self._floor_on:
+            return 1
+        return max(1, min(self.engine.chunk, math.ceil(self.min_epochs_per_s * min(iv, limit) - 1e-6)))
 
     def tick(self) -> bool:
         with self.lock:
