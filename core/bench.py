@@ -76,8 +76,32 @@ def measure(engine: Engine, name: str, seconds: float, sessions: int) -> dict:
 
     batched()
     sess_eps = _median_rate(batched, seconds, chunk * sessions)
-    return {"net": name, "narrow": run.narrow, "train_epochs_per_s": round(eps, 1), "frame_ms": round(frame_ms, 3),
-            "batched_sessions": sessions, "batched_session_epochs_per_s": round(sess_eps, 1)}
+    row = {"net": name, "narrow": run.narrow, "train_epochs_per_s": round(eps, 1), "frame_ms": round(frame_ms, 3),
+           "batched_sessions": sessions, "batched_session_epochs_per_s": round(sess_eps, 1)}
+    if run.narrow:  # a crowd of such networks trains and draws in batched narrow calls
+        narrow = engine.narrowing.narrow(states)
+        nhyper = stack_hyper(run.narrow_hyper, sessions)
+        box["n"] = narrow
+
+        def batched_narrow():
+            box["n"], hist, _, drawn = engine.train_draw_many(box["n"], datas, nhyper, chunk, run.depth, cap, chunk)
+            jax.block_until_ready((hist, drawn))
+
+        # a part of a crowd as the server steps it (32 sessions at most), 1 epoch and a frame each
+        part = min(32, sessions)
+        take = lambda t: jax.tree.map(lambda a: a[:part], t)  # noqa: E731
+        crowd = {"s": take(narrow)}
+        pdatas, phyper = take(datas), stack_hyper(run.narrow_hyper, part)
+
+        def crowd_frames():
+            crowd["s"], hist, _, drawn = engine.train_draw_many(crowd["s"], pdatas, phyper, 1, run.depth, cap, 1)
+            jax.block_until_ready((hist, drawn))
+
+        batched_narrow()
+        crowd_frames()
+        row["batched_narrow_session_epochs_per_s"] = round(_median_rate(batched_narrow, seconds, chunk * sessions), 1)
+        row["crowd_frame_ms"] = round(1000.0 / _median_rate(crowd_frames, seconds, part), 3)
+    return row
 
 
 REFERENCE_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "tfp_reference.mjs"

@@ -128,3 +128,6 @@ def test_bench_with_the_reference_prints_both_and_their_ratios():
         assert row["train_epochs_per_s"] > 0 and row["tfp_train_epochs_per_s"] > 0 and row["batched_sessions"] == 3
         assert row["train_ratio"] == round(row["train_epochs_per_s"] / row["tfp_train_epochs_per_s"], 2)
         assert row["frame_ratio"] == round(row["tfp_frame_ms"] / row["frame_ms"], 2)
+    # a crowd of narrow networks: batched narrow calls, and a frame's cost per session in one
+    assert nets["a"]["batched_narrow_session_epochs_per_s"] > 0 and nets["a"]["crowd_frame_ms"] > 0
+    assert "crowd_frame_ms" not in nets["b"]
