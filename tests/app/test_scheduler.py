@@ -509,3 +509,85 @@ def test_frames_published_in_a_burst_wake_the_event_loop_once():
         assert len(calls) == 2
 
     asyncio.run(main())
+
+
+def test_a_narrow_crowd_reports_a_diverged_session_and_the_others_go_on(engine):
+    """In a batched narrow call, a session whose learning rate is far too high diverges:
+    its frames say so (grids still uint8, weights finite), it stops playing and keeps its
+    state, the others in its part train on untouched, and after a reset it trains again."""
+    regression = {"problem": "regression", "dataset": "plane", "init": "he_normal",
+                  "layers": [{"units": 4, "activation": "relu"}] * 3}
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
+    sched.auto_epochs = 4
+    wild = _session(engine, 1, 4, learning_rate=10, **regression)
+    calm = [_session(engine, sid, 4, learning_rate=0.01, **regression) for sid in (2, 3)]
+    assert all(s.run.narrow for s in [wild, *calm])
+    for s in [wild, *calm]:
+        sched.add(s)
+    try:
+        seen = None
+        for _ in range(25):
+            sched.tick()
+            frames = {s.id: s.take_frame() for s in sched.sessions.values()}
+            if frames[1] is not None and decode_frame(frames[1])[0]["diverged"]:
+                seen = decode_frame(frames[1])
+                break
+        assert seen is not None, "lr 10 should diverge within 100 epochs"
+        header, arrays = seen
+        assert arrays["output"].dtype == np.uint8 and np.isfinite(arrays["weights"]).all()
+        assert not wild.playing and all(s.playing for s in calm)
+        epoch, calm_epochs = wild.run.epoch, [s.run.epoch for s in calm]
+        for _ in range(2):
+            _tick(sched)
+        assert wild.run.epoch == epoch and [s.run.epoch for s in calm] == [e + 8 for e in calm_epochs]
+        assert not any(s.run.state.diverged for s in calm)
+
+        wild.submit(Command("config", {"patch": {"learning_rate": 0.01}}, None))
+        wild.submit(Command("reset", {}, None))
+        wild.submit(Command("play", {}, None))
+        _tick(sched)
+        _tick(sched)
+        assert wild.playing and not wild.run.state.diverged and wild.run.epoch == 8  # two ticks of 4
+    finally:
+        sched.stop()
+
+
+def test_a_session_leaving_and_rejoining_a_narrow_crowd_keeps_its_trained_weights(engine):
+    """A default session trained in a batched narrow call widens to six units (network
+    surgery: the four trained units keep their weights), trains wide, narrows back to four
+    (the four keep the wide training) and trains in the narrow crowd again."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
+    sched.auto_epochs = 2
+    sessions = [_session(engine, sid, 2) for sid in range(1, 4)]
+    for s in sessions:
+        sched.add(s)
+    mover = sessions[0]
+
+    def first_layer() -> np.ndarray:
+        return np.asarray(mover.run.weights()[0]["w"])  # (inputs, units)
+
+    def change(units: int) -> None:
+        mover.submit(Command("config", {"patch": {"layers": [{"units": units, "activation": "tanh"},
+                                                             {"units": 2, "activation": "tanh"}]}}, None))
+        sched._apply(mover, mover.drain()[0])
+
+    try:
+        for _ in range(2):
+            _tick(sched)
+        narrow_trained = first_layer()
+        assert mover.run.epoch == 4 and narrow_trained.shape == (2, 4)
+        change(6)
+        assert not mover.run.narrow
+        np.testing.assert_array_equal(first_layer()[:, :4], narrow_trained)
+        _tick(sched)
+        assert mover.run.epoch == 6
+        wide_trained = first_layer()
+        assert not np.allclose(wide_trained[:, :4], narrow_trained)
+        change(4)
+        assert mover.run.narrow
+        np.testing.assert_array_equal(first_layer(), wide_trained[:, :4])
+        _tick(sched)
+        assert mover.run.epoch == 8 and [s.run.epoch for s in sessions[1:]] == [8, 8]
+        assert not np.allclose(first_layer(), wide_trained[:, :4])  # trained on, narrow
+    finally:
+        sched.stop()
