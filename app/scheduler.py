@@ -233,7 +233,9 @@ class Scheduler:
         # the next one (which replaces it) does, without waiting a tick for the sender; a
         # client's changes are rate-limited, so this work is bounded too.
         self._backlogged = any(s.backlogged() and s.wants_training() for s in sessions)
-        sessions = [s for s in sessions if not s.backlogged() or s.dirty]
+        # Sessions that changed go first: their groups' first parts, which are published first
+        # (a change's frame is what its client is waiting for).
+        sessions = [s for s in sessions if s.dirty] + [s for s in sessions if not s.dirty and not s.backlogged()]
         work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
         crowded = self._crowded = sum(1 for s in sessions if s.wants_training()) > 1
         if crowded:
