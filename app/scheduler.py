@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from typing import Callable
 
 import jax
@@ -297,8 +297,13 @@ class Scheduler:
                 yield fn(*args)
             return
         futures = [self._pool.submit(fn, *args) for fn, *args in jobs]
-        for future in as_completed(futures):
-            yield future.result()
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:  # a job that failed ends the tick, but none of its jobs may outlive it
+            for future in futures:
+                future.cancel()
+            wait(futures)
 
     def _train_job(self, key: tuple, part: list[tuple[Session, int]], size: int) -> list[tuple]:
         """Train a part, draw the frames its training call did not draw (wide networks; a

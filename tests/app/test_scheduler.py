@@ -614,3 +614,40 @@ def test_a_session_that_changed_is_in_the_first_part_published(engine, monkeypat
             assert len(order) == 6 and changed in order[:3], (changed, order)
     finally:
         sched.stop()
+
+
+def test_a_failing_job_ends_its_tick_only_after_the_others_have_finished(engine):
+    """A tick whose job fails is reported by the loop and the scheduler goes on; its other
+    jobs, already running on the pool, finish before the tick ends (a job still running in
+    the next tick would step the same sessions twice at once)."""
+    import threading
+    import time
+
+    import pytest
+
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=2)
+    finished = []
+
+    def slow():
+        time.sleep(0.3)
+        finished.append("slow")
+        return []
+
+    def boom():
+        raise RuntimeError("a broken part")
+
+    try:
+        gen = sched._stream([(slow,), (boom,)])
+        with pytest.raises(RuntimeError, match="broken part"):
+            for _ in gen:
+                pass
+        assert finished == ["slow"]  # waited for, not left running
+        assert all(t.is_alive() for t in threading.enumerate() if t.name.startswith("nnplay-step"))
+        # the pool still steps sessions afterwards
+        sessions = [_session(engine, sid, 1) for sid in (1, 2)]
+        for s in sessions:
+            sched.add(s)
+        _tick(sched)
+        assert [s.run.epoch for s in sessions] == [1, 1]
+    finally:
+        sched.stop()
