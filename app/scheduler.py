@@ -193,9 +193,10 @@ class Scheduler:
         frames a second would train 12 epochs a second, a fifth of TF Playground's pace), for
         an interval of at most 1 / ``min_frame_rate``. Extra epochs cost a crowd little beside
         its frames (64 sessions of net (a): 1 epoch and a frame 15 ms, 4 epochs and a frame 22
-        ms); a crowd whose epochs cost so much that the floor slows its frames past 1.5 / ``min_frame_rate`` gets none
-        (the floor comes back at 1 / ``min_frame_rate``: without that margin, a crowd near the limit
-        switched it on and off, between 57 and 24 epochs a second)."""
+        ms). A crowd whose frames come slower than 1.5 / ``min_frame_rate`` gets no floor (its
+        epochs cost too much for that pace); the floor comes back within 1 / ``min_frame_rate``
+        (without that margin, a crowd near the limit switched it on and off, between 57 and 24
+        epochs a second)."""
         iv = self.frame_interval
         if not self._crowded or iv is None or self.min_epochs_per_s <= 0:
             self._floor_on = False
