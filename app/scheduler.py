@@ -94,7 +94,6 @@ class Scheduler:
         self.min_frame_rate = min_frame_rate
         self.frame_interval: float | None = None  # a crowd's seconds between a session's frames (EWMA)
         self._crowded = False
-        self._floor_on = False  # ``epoch_floor``'s state (it has a margin before it turns off)
         self._turn = 0  # where this tick's order of sessions starts
         self.idle_pause_s = idle_pause_s
         self.batched_sizes = tuple(sorted(batched_sizes))
@@ -193,19 +192,16 @@ class Scheduler:
         frames a second would train 12 epochs a second, a fifth of TF Playground's pace), for
         an interval of at most 1 / ``min_frame_rate``. Extra epochs cost a crowd little beside
         its frames (64 sessions of net (a): 1 epoch and a frame 15 ms, 4 epochs and a frame 22
-        ms). A crowd whose frames come slower than 1.5 / ``min_frame_rate`` gets no floor (its
-        epochs cost too much for that pace); the floor comes back within 1 / ``min_frame_rate``
-        (without that margin, a crowd near the limit switched it on and off, between 57 and 24
-        epochs a second)."""
+        ms). Past that interval the floor falls with the square of how far past it is (1.5x:
+        less than half), so that a crowd whose epochs cost too much for that pace gets its
+        frames back: a floor that switched off at a threshold made a crowd near it swing
+        between 57 and 24 epochs a second."""
         iv = self.frame_interval
         if not self._crowded or iv is None or self.min_epochs_per_s <= 0:
-            self._floor_on = False
             return 1
         limit = 1.0 / self.min_frame_rate
-        self._floor_on = iv <= limit or (self._floor_on and iv <= 1.5 * limit)
-        if not self._floor_on:
-            return 1
-        return max(1, min(self.engine.chunk, math.ceil(self.min_epochs_per_s * min(iv, limit) - 1e-6)))
+        epochs = self.min_epochs_per_s * min(iv, limit) * min(1.0, limit / iv) ** 2
+        return max(1, min(self.engine.chunk, math.ceil(epochs - 1e-6)))
 
     def tick(self) -> bool:
         with self.lock:
