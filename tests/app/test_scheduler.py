@@ -375,6 +375,25 @@ def test_frame_payloads_are_deflated_at_the_sessions_level_and_decode_to_the_sam
             np.testing.assert_array_equal(got[level][1][name], a)
 
 
+def test_deflate_raw_is_raw_deflate_at_every_level():
+    """Frames' payloads are deflated by ISA-L at level 1 (a declared dependency: it is there)
+    and by zlib at 2-9; any raw-deflate inflater reads both, whatever the bytes."""
+    import zlib
+
+    from app import session
+
+    assert session.isal_zlib is not None
+    rng = np.random.default_rng(0)
+    grid = np.add.outer(np.arange(100), np.arange(100)).astype(np.uint8).tobytes()  # a smooth heatmap
+    samples = [b"", b"x", grid, rng.integers(0, 256, 70_000, dtype=np.uint8).tobytes(), grid * 50]
+    for level in (1, 2, 6, 9):
+        for data in samples:
+            packed = session.deflate_raw(data, level)
+            assert zlib.decompress(packed, wbits=-15) == data
+    assert len(session.deflate_raw(grid, 1)) < len(grid) / 4
+    assert len(session.deflate_raw(grid * 50, 9)) <= len(session.deflate_raw(grid * 50, 1))
+
+
 def test_a_narrow_crowd_trains_and_draws_in_one_batched_call_as_each_would_alone(engine, monkeypatch):
     """Three default (narrow) sessions with a compiled batched size of 3: each tick is one
     engine call (``train_draw_many``), no separate frame call, and the sessions train and
