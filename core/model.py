@@ -75,9 +75,11 @@ def activate(z: jax.Array, index: jax.Array) -> jax.Array:
 def matmul(h: jax.Array, w: jax.Array, fused: bool = False) -> jax.Array:
     """``h @ w`` for (n, D) x (D, m). ``fused`` (one session's minibatch, n <= 128): multiply
     and sum in one elementwise kernel, as XLA's CPU dot of such tiny matrices costs several
-    times more (25 gradient steps of a 6x8 net on 16 rows: 0.21 ms instead of 0.83). Not for
-    a batched (vmap) call, where the dot batches well and this form is slower (16 sessions:
-    1.2-1.5x), nor for large arrays (metrics, grids)."""
+    times more (25 gradient steps of a 6x8 net on 16 rows: 0.21 ms instead of 0.83). Batched
+    (vmap) training uses it too: with the dot, XLA handed the batched loop's products to
+    XNNPACK and could not compile the loop as one function (docs/benchmarks.md, seventh
+    session: 16 sessions of net (a) 2,468 -> 4,866 session-epochs/s). Not for large arrays
+    (metrics, grids)."""
     if fused and h.shape[0] <= 128:
         return (h[:, :, None] * w[None]).sum(1)
     return h @ w

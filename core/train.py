@@ -322,7 +322,8 @@ def train_chunk(
     ``n_epochs``, ``depth`` and ``every`` are shared by all sessions of a batched call, so the
     loops and conditionals on them stay real under ``vmap``. A session that stopped or
     diverged keeps its state (in a batch it computes along). ``batched``: this is traced
-    under ``vmap``, where the minibatch products keep XLA's dot (see ``model.matmul``).
+    under ``vmap``: the training orders are drawn over all N rows (see ``shuffled``), and a
+    frozen session's epochs are computed and discarded instead of skipped by a branch.
     ``loop``: "both" holds the lean minibatch loop and the one with the batch/layer norm and
     dropout code, chosen per epoch; "lean" or "full" holds only that one, for a caller that
     picks the program by ``needs_full_loop`` (a lean program trains as if all three were off).
