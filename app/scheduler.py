@@ -93,6 +93,7 @@ class Scheduler:
         self.min_epochs_per_s = min_epochs_per_s
         self.min_frame_rate = min_frame_rate
         self.frame_interval: float | None = None  # a crowd's seconds between a session's frames (EWMA)
+        self._floor_carry = 0.0  # the epoch floor's dithering remainder (``epoch_floor``)
         self._crowded = False
         self._turn = 0  # where this tick's order of sessions starts
         self.idle_pause_s = idle_pause_s
@@ -178,7 +179,7 @@ class Scheduler:
         may go past one compiled call's epochs (``Run.train`` makes several calls); a crowd is
         held to one call's (see ``tick``). Growth slows near the top so that a tick settles
         between 85 and 95 % of the period instead of swinging between 75 and 95. A crowd
-        trains at least ``epoch_floor`` epochs a frame."""
+        trains at least ``epoch_floor`` epochs a frame (``epoch_target`` on average)."""
         if spent < 0.85 * self.period:
             step = max(1, self.auto_epochs // (4 if spent < 0.6 * self.period else 10))
             self.auto_epochs = min(self.max_auto_epochs, self.auto_epochs + step)
@@ -187,21 +188,36 @@ class Scheduler:
         self.auto_epochs = max(self.auto_epochs, self.epoch_floor())
 
     def epoch_floor(self) -> int:
-        """The fewest epochs per frame a crowd's auto speed trains: enough for
-        ``min_epochs_per_s`` at the frame interval its sessions get (one epoch a frame at 12
-        frames a second would train 12 epochs a second, a fifth of TF Playground's pace), for
-        an interval of at most 1 / ``min_frame_rate``. Extra epochs cost a crowd little beside
-        its frames (64 sessions of net (a): 1 epoch and a frame 15 ms, 4 epochs and a frame 22
-        ms). Past that interval the floor falls with the square of how far past it is (1.5x:
-        less than half), so that a crowd whose epochs cost too much for that pace gets its
-        frames back: a floor that switched off at a threshold made a crowd near it swing
-        between 57 and 24 epochs a second."""
+        """The fewest epochs per frame a crowd's auto speed trains this tick: ``epoch_target``
+        dithered from tick to tick (error diffusion: 4.35 trains 4 or 5 epochs, 4.35 on
+        average). Rounding the target up instead held a crowd at 5 epochs a frame and ~12.5
+        frames a second where 4 epochs gave ~14.5 (200 sessions of net (a): the interval that
+        asks for 4.35 epochs is the one 5 epochs a frame make), so the frame rate could not
+        rise to where fewer epochs a frame suffice."""
+        target = self.epoch_target()
+        if target <= 1.0:
+            self._floor_carry = 0.0
+            return 1
+        carry = self._floor_carry + target
+        n = math.floor(carry)
+        self._floor_carry = carry - n
+        return max(1, min(self.engine.chunk, n))
+
+    def epoch_target(self) -> float:
+        """Epochs per frame that train a crowd at ``min_epochs_per_s`` at the frame interval its
+        sessions get (one epoch a frame at 12 frames a second would train 12 epochs a second,
+        a fifth of TF Playground's pace), for an interval of at most 1 / ``min_frame_rate``.
+        Extra epochs cost a crowd little beside its frames (64 sessions of net (a): 1 epoch and
+        a frame 15 ms, 4 epochs and a frame 22 ms). Past that interval the target falls with
+        the square of how far past it is (1.5x: less than half), so that a crowd whose epochs
+        cost too much for that pace gets its frames back: a floor that switched off at a
+        threshold made a crowd near it swing between 57 and 24 epochs a second. 1 alone."""
         iv = self.frame_interval
         if not self._crowded or iv is None or self.min_epochs_per_s <= 0:
-            return 1
+            return 1.0
         limit = 1.0 / self.min_frame_rate
         epochs = self.min_epochs_per_s * min(iv, limit) * min(1.0, limit / iv) ** 2
-        return max(1, min(self.engine.chunk, math.ceil(epochs - 1e-6)))
+        return float(min(self.engine.chunk, max(1.0, epochs)))
 
     def tick(self) -> bool:
         with self.lock:
@@ -280,7 +296,11 @@ class Scheduler:
         if work:
             self.metrics.step_seconds.observe(time.perf_counter() - t0)
         if crowded and gaps:
-            gap = float(np.median(gaps))
+            # The mean, not the median: a session's epochs a second are its mean epochs a
+            # frame over its mean interval, and the sessions that sat out a tick (their sender
+            # was behind) have the longer ones. With the median, 200 sessions trained 55
+            # epochs a second for a floor of 60.
+            gap = float(np.mean(gaps))
             self.frame_interval = gap if self.frame_interval is None else 0.7 * self.frame_interval + 0.3 * gap
         elif not crowded:
             self.frame_interval = None

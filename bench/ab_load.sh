@@ -33,7 +33,7 @@ for _ in $(seq 1 900); do ready && break; kill -0 $SP 2>/dev/null || { echo "ser
 ready || { echo "server not ready with batched sizes $SIZES"; exit 1; }
 compilations() { curl -s "127.0.0.1:$PORT/metrics" | awk '/^nnplay_xla_compilations/ {print $2}'; }
 c0=$(compilations)
-out=$("$PY" bench/load.py --clients "$CLIENTS" --seconds "${RUN_SECONDS:-20}" \
+out=$("$PY" bench/load.py --clients "$CLIENTS" --seconds "${RUN_SECONDS:-20}" ${LOAD_ARGS:-} \
   --url "ws://127.0.0.1:$PORT/ws?payload=deflate-raw" 2>/dev/null | tail -1)
 c1=$(compilations)
 echo "$* $out compilations: ${c0:-?} -> ${c1:-?}"

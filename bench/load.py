@@ -1,7 +1,8 @@
 """Load benchmark: N websocket clients on loopback, each playing its own net (a).
 
 Starts ``nnplay serve`` on a free loopback port (or uses --url), connects N clients, plays for
---seconds, changes the learning rate every second per client and measures:
+--seconds, changes the learning rate every second per client (each client reads every frame's
+header and decodes every --decode-every-th frame whole) and measures:
 delivered frames/s per client (p50, p5), epochs/s per session (p50), control change -> first
 frame reflecting it (p50, p99 ms), server CPU % and RSS. Bounded in clients and time; stops
 the server it started.
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from app import process  # noqa: E402
 from app.process import free_port  # noqa: E402
-from app.session import decode_frame  # noqa: E402
+from app.session import decode_frame, frame_header  # noqa: E402
 
 NET_A = {"dataset": "spiral", "n_points": 500, "features": ["x1", "x2"],
          "layers": [{"units": 4, "activation": "tanh"}, {"units": 2, "activation": "tanh"}],
@@ -54,7 +55,7 @@ def proc_stats(pid: int) -> tuple[float, float]:
     return cpu, rss
 
 
-async def client(url: str, seconds: float, out: dict, idx: int, start_evt: asyncio.Event) -> None:
+async def client(url: str, seconds: float, out: dict, idx: int, start_evt: asyncio.Event, full_every: int = 1) -> None:
     box = [0, None, None]  # frames, first epoch, last epoch
     lat: list[float] = []
     by_tag: dict[str, float] = {}  # change sent, not yet acknowledged
@@ -76,23 +77,27 @@ async def client(url: str, seconds: float, out: dict, idx: int, start_evt: async
         # same two cores as the server.
         try:
             async with asyncio.timeout(seconds):
-                await measure(ws, idx, box, by_tag, by_version, lat)
+                await measure(ws, idx, box, by_tag, by_version, lat, full_every)
         except TimeoutError:
             pass
     frames, epochs0, epochs1 = box
     out[idx] = {"fps": frames / seconds, "eps": ((epochs1 or 0) - (epochs0 or 0)) / seconds, "lat": lat}
 
 
-async def measure(ws, idx: int, box: list, by_tag: dict, by_version: dict, lat: list) -> None:
+async def measure(ws, idx: int, box: list, by_tag: dict, by_version: dict, lat: list, full_every: int = 1) -> None:
     """Count frames and their epochs (``box``: frames, first epoch, last epoch), change the
     learning rate once a second and time each change until the first frame of its version;
-    until cancelled. Every frame is decoded whole (payload inflated), as a page does."""
+    until cancelled. Every frame's header is parsed (version, epoch); every ``full_every``-th
+    frame is inflated and decoded whole, which checks its payload. A page decodes every frame,
+    but on its own machine: here the clients share the server's two cores, and inflating
+    every frame cost them ~6 % of a core at 200 clients (docs/benchmarks.md, thirteenth
+    session, has figures both ways)."""
     next_change = time.monotonic() + random.random()
     while True:
         msg = await ws.recv()
         now = time.monotonic()
         if isinstance(msg, bytes):
-            header, _ = decode_frame(msg)
+            header = decode_frame(msg)[0] if box[0] % full_every == 0 else frame_header(msg)
             box[0] += 1
             box[1] = header["epoch"] if box[1] is None else box[1]
             box[2] = header["epoch"]
@@ -126,7 +131,7 @@ async def main_async(args) -> dict:
     try:
         out: dict = {}
         start_evt = asyncio.Event()
-        tasks = [asyncio.create_task(client(url, args.seconds, out, i, start_evt)) for i in range(args.clients)]
+        tasks = [asyncio.create_task(client(url, args.seconds, out, i, start_evt, args.decode_every)) for i in range(args.clients)]
         await asyncio.sleep(min(10, 1 + args.clients * 0.05))
         cpu0, _ = proc_stats(proc.pid) if proc else (0, 0)
         own0 = time.process_time()
@@ -151,6 +156,7 @@ async def main_async(args) -> dict:
             "server_ready_s": round(ready_s, 1) if proc else None,
             # the clients share the machine: their own CPU is load the server does not see
             "client_cpu_percent": round(100 * own / wall, 1),
+            "decode_every": args.decode_every,
         }
     finally:
         if proc:
@@ -163,13 +169,15 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=15)
     p.add_argument("--warmup-sessions", type=lambda v: [int(x) for x in v.split(",") if x], default=None,
                    help="batched sizes the started server compiles (default: none for 1 client, else 8,32,64)")
+    p.add_argument("--decode-every", type=int, default=10, help="inflate and decode every Nth frame of a client "
+                   "whole (1: every frame); every frame's header is parsed (default 10)")
     p.add_argument("--no-compression", action="store_true", help="start the server with NNPLAY_WS_COMPRESSION=false")
     p.add_argument("--server-log", default=None, help="append the started server's output to this file")
     p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT/ws?payload=deflate-raw of a running server "
                    "(loopback only)")
     args = p.parse_args()
-    if not 1 <= args.clients <= 500 or not 1 <= args.seconds <= 900:
-        raise SystemExit("--clients must be 1..500 and --seconds 1..900")
+    if not 1 <= args.clients <= 500 or not 1 <= args.seconds <= 900 or args.decode_every < 1:
+        raise SystemExit("--clients must be 1..500, --seconds 1..900 and --decode-every 1 or more")
     if args.url and not args.url.startswith(("ws://127.", "ws://localhost", "ws://[::1]")):
         raise SystemExit("--url must be a loopback address")
     # A SIGTERM (e.g. from `timeout`) still runs the finally block that stops the server.

@@ -394,6 +394,26 @@ def test_deflate_raw_is_raw_deflate_at_every_level():
     assert len(session.deflate_raw(grid * 50, 9)) <= len(session.deflate_raw(grid * 50, 1))
 
 
+def test_frame_header_reads_the_header_without_the_payload():
+    """``frame_header`` (the load benchmark's clients) gives what ``decode_frame`` gives as
+    the header, from a frame built by hand: u32 length, JSON, then a payload it never reads
+    (here bytes that are not valid deflate at all)."""
+    import json
+    import struct
+
+    from app.session import decode_frame, deflate_raw, encode_frame, frame_header
+
+    head = {"type": "frame", "version": 7, "epoch": 1234, "sections": [], "metrics": {"train_loss": 0.25}}
+    text = json.dumps(head).encode()
+    buf = struct.pack("<I", len(text)) + text + b"\xff" * 100
+    assert frame_header(buf) == head
+    section = {"name": "output", "dtype": "uint8", "shape": [2, 2], "offset": 0}
+    real = encode_frame({**head, "payload": "deflate-raw", "sections": [section]}, deflate_raw(bytes([1, 2, 3, 4]), 1))
+    header, arrays = decode_frame(real)
+    assert frame_header(real) == header and header["epoch"] == 1234
+    assert arrays["output"].tolist() == [[1, 2], [3, 4]]
+
+
 def test_a_narrow_crowd_trains_and_draws_in_one_batched_call_as_each_would_alone(engine, monkeypatch):
     """Three default (narrow) sessions with a compiled batched size of 3: each tick is one
     engine call (``train_draw_many``), no separate frame call, and the sessions train and
@@ -441,42 +461,54 @@ def test_a_narrow_crowd_trains_and_draws_in_one_batched_call_as_each_would_alone
 
 def test_a_crowd_that_cannot_hold_the_frame_rate_still_trains_at_tf_playgrounds_pace(engine):
     """Auto speed shrinks when ticks overrun the period, but a crowd trains at least
-    ceil(min_epochs_per_s x its frame interval) epochs a frame, for an interval of at most
-    1 / min_frame_rate: one epoch a frame at 12 frames a second is 12 epochs a second, a
-    fifth of TF Playground's 60. Past that interval the floor falls with the square of how far
-    past it is; alone, or with the floor off: none."""
+    min_epochs_per_s x its frame interval epochs a frame on average, for an interval of at
+    most 1 / min_frame_rate: one epoch a frame at 12 frames a second is 12 epochs a second, a
+    fifth of TF Playground's 60. Past that interval the target falls with the square of how
+    far past it is; alone, or with the floor off: none. A fractional target is dithered from
+    tick to tick, so that its mean is the target (not rounded up to the next epoch)."""
     import math
+
+    def floors(n: int) -> list[int]:
+        return [sched.epoch_floor() for _ in range(n)]
 
     sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
     try:
         over = 2 * sched.period  # a tick that overran: auto speed shrinks
         sched._crowded, sched.frame_interval, sched.auto_epochs = True, 0.08, 1
+        assert sched.epoch_target() == pytest.approx(60 * 0.08)  # 4.8
         sched._adapt(over)
-        assert sched.epoch_floor() == math.ceil(60 * 0.08) == sched.auto_epochs == 5
-        sched.frame_interval = 0.099
-        assert sched.epoch_floor() == 6
+        assert sched.auto_epochs in (4, 5)
+        got = floors(1000)
+        assert set(got) == {4, 5} and sum(got) / 1000 == pytest.approx(4.8, abs=0.002)
+        sched.frame_interval = 0.0725  # 4.35: 4 epochs most ticks, 5 on 35 % of them
+        got = floors(1000)
+        assert set(got) == {4, 5} and got.count(5) == pytest.approx(350, abs=2)
+        sched.frame_interval = 0.1  # a whole number: every tick
+        assert set(floors(20)) == {6}
         sched.auto_epochs = 20
         sched._adapt(over)
         assert sched.auto_epochs == 16  # above the floor: shrinks as before
-        # frames slower than min_frame_rate: the floor falls with the square of how much
+        # frames slower than min_frame_rate: the target falls with the square of how much
         sched.frame_interval = 0.12
-        assert sched.epoch_floor() == math.ceil(60 * 0.1 * (0.1 / 0.12) ** 2) == 5
+        assert sched.epoch_target() == pytest.approx(60 * 0.1 * (0.1 / 0.12) ** 2)
+        assert sum(floors(600)) / 600 == pytest.approx(60 * 0.1 * (0.1 / 0.12) ** 2, abs=0.005)
         sched.frame_interval = 0.15
-        assert sched.epoch_floor() == 3
+        assert sched.epoch_target() == pytest.approx(60 * 0.1 * (0.1 / 0.15) ** 2)  # 2.67
         sched.auto_epochs = 5
         sched._adapt(over)
-        assert sched.auto_epochs == 4  # above the floor: shrinks as before
+        assert sched.auto_epochs == 4  # above the floor (2 or 3): shrinks as before
         sched.frame_interval = 0.3
-        assert sched.epoch_floor() == 1
+        assert sched.epoch_target() == 1.0 and set(floors(10)) == {1}  # 60 x 0.1 x (1/3)^2 = 0.67: 1
         sched.frame_interval = 10.0 / 60  # never past one compiled call's epochs
         sched.min_frame_rate = 1
-        assert sched.epoch_floor() == 10
+        assert set(floors(10)) == {10}
         sched.frame_interval = 1.0
-        assert sched.epoch_floor() == engine.chunk
+        assert sched.epoch_target() == engine.chunk and set(floors(10)) == {engine.chunk}
         sched._crowded = False  # alone: the frame rate rules
         assert sched.epoch_floor() == 1
         sched._crowded, sched.min_epochs_per_s = True, 0  # NNPLAY_MIN_EPOCHS_PER_S=0: off
         assert sched.epoch_floor() == 1
+        assert math.isclose(sched.epoch_target(), 1.0)
     finally:
         sched.stop()
 
