@@ -701,3 +701,37 @@ def test_a_failing_job_ends_its_tick_only_after_the_others_have_finished(engine)
         assert [s.run.epoch for s in sessions] == [1, 1]
     finally:
         sched.stop()
+
+
+def test_an_overlapping_tick_leaves_its_last_job_running_for_the_next_tick_to_publish(engine):
+    """With ``overlap`` (the scheduler's loop), a tick returns once every job has started and
+    a thread of the pool has nothing left: five one-session jobs on two threads leave one in
+    flight. Its session has no frame yet and sits the next tick out (it is not trained twice
+    at once); that tick publishes it. Every epoch is trained exactly once, and a tick
+    without ``overlap`` leaves nothing behind."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(1,), threads=2)
+    sessions = [_session(engine, sid, 2) for sid in range(1, 6)]
+    for s in sessions:
+        sched.add(s)
+    sched.auto_epochs = 2
+    try:
+        assert sched.tick(overlap=True)
+        left = set(sched._inflight_ids)
+        assert len(left) == 1 and len(sched._inflight) == 1
+        (late,) = [s for s in sessions if s.id in left]
+        for s in sessions:
+            assert (s.take_frame() is None) == (s is late)
+        sched._inflight[0].result()  # it finishes on its own; published by the next tick
+        assert late.run.epoch == 2
+        epochs = {s.id: s.run.epoch for s in sessions}
+        assert sched.tick()  # no overlap: everything published before it returns
+        assert not sched._inflight and not sched._inflight_ids
+        frames = {s.id: s.take_frame() for s in sessions}
+        assert all(f is not None for f in frames.values())
+        assert late.run.epoch == epochs[late.id] == 2  # sat that tick out
+        assert all(s.run.epoch == 4 for s in sessions if s is not late)
+        assert decode_frame(frames[late.id])[0]["epoch"] == 2
+        _tick(sched)
+        assert late.run.epoch == 4 and all(s.run.epoch == 6 for s in sessions if s is not late)
+    finally:
+        sched.stop()
