@@ -912,12 +912,11 @@ class Engine:
         # A crowd of narrow networks (TF Playground's default among them: a lecture hall that
         # opened one link) trains and draws in one batched narrow call per part, instead of a
         # wide training call and a wide frame call: 64 sessions of net (a), 1 epoch and a
-        # frame, 15 ms instead of 27 (docs/benchmarks.md, eleventh session). Its output heatmaps
-        # are drawn ``coarse`` (``core.train.COARSE``): a crowd's frames cost ~30 us less each.
+        # frame, 15 ms instead of 27 (docs/benchmarks.md, eleventh session).
         self._train_draw_many = {
-            cap: _Exportable(f"train_draw_many-{static}-{tag}-B{cap}-coarse", jax.jit(jax.vmap(partial(
+            cap: _Exportable(f"train_draw_many-{static}-{tag}-B{cap}", jax.jit(jax.vmap(partial(
                 _train_draw_packed, codec=narrow, n_layers=self.narrow_layers, chunk=self.chunk, bcap=cap,
-                loop="lean", width=NARROW, batched=True, coarse=True),
+                loop="lean", width=NARROW, batched=True),
                 in_axes=(0, 0, 0, HYPER_AXES, None, None, None, None, None))), _drawn_out, packed=True,
                 options=BATCHED_TRAINING)
             for cap in self.buckets

@@ -397,38 +397,6 @@ def _grid_points(n: int) -> np.ndarray:
     return np.stack([x1.ravel(), x2.ravel()], 1)
 
 
-# A crowd's frames (the batched narrow programs) sample the output heatmap at these 51 of the
-# GRID rows and columns (every other one, and the last) and fill the others with the mean of
-# their two neighbours' output pre-activations: 2,601 points through the network instead of
-# 10,000 (49 against 18 us a session a frame for net (a); docs/benchmarks.md, thirteenth session).
-COARSE = np.r_[np.arange(0, GRID - 1, 2), GRID - 1]
-assert GRID % 2 == 0 and len(COARSE) == GRID // 2 + 1
-
-
-def _coarse_features() -> np.ndarray:
-    """Padded features of the COARSE rows and columns of the output grid, laid out as
-    ``_grid_points`` lays out the full grid."""
-    t = np.linspace(-6.0, 6.0, GRID, dtype=np.float32)
-    x1, x2 = np.meshgrid(t[COARSE], t[::-1][COARSE])
-    return host_features(np.stack([x1.ravel(), x2.ravel()], 1))
-
-
-def _fill_last(z: jax.Array) -> jax.Array:
-    """(..., GRID/2 + 1) samples at COARSE -> (..., GRID): sampled positions keep their value,
-    each position between two samples gets their mean."""
-    a, b = z[..., :-2], z[..., 1:-1]
-    pairs = jnp.stack([a, (a + b) * 0.5], -1).reshape(z.shape[:-1] + (2 * (z.shape[-1] - 2),))
-    return jnp.concatenate([pairs, z[..., -2:]], -1)
-
-
-def upsample_coarse(zc: jax.Array) -> jax.Array:
-    """(K, C*C) pre-activations at the COARSE grid -> (K, GRID*GRID), rows then columns."""
-    C = len(COARSE)
-    z = _fill_last(zc.reshape(-1, C, C))  # columns: (K, C, GRID)
-    z = _fill_last(jnp.swapaxes(z, -1, -2))  # rows: (K, GRID, GRID), transposed
-    return jnp.swapaxes(z, -1, -2).reshape(zc.shape[0], GRID * GRID)
-
-
 def quantise(v: jax.Array, lo: float, hi: float) -> jax.Array:
     """Map [lo, hi] to 0..255 (clipped); NaN becomes the midpoint so no NaN reaches a canvas."""
     v = jnp.where(jnp.isfinite(v), v, (lo + hi) / 2)
@@ -436,7 +404,7 @@ def quantise(v: jax.Array, lo: float, hi: float) -> jax.Array:
 
 
 def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_metrics: jax.Array, *, n_layers: int,
-          width: int = D, coarse: bool = False):
+          width: int = D):
     """What the page draws: the output heatmap (2, GRID, GRID) uint8 (channel 0: class-1
     probability / top-class confidence / regression value mapped from [-1, 1]; channel 1:
     predicted class), each hidden neuron's activation on a NEURON_GRID grid (L, D, G, G) uint8
@@ -445,22 +413,17 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
     ``with_metrics`` false skips the metrics (a NaN row): a session that has just trained has
     them already, in the row measured after its last epoch, which equals this one. It is
     shared by a batched call, so it stays a real branch under ``vmap``. ``width``: the state's
-    padded width (neuron grids are (L, width, G, G)). ``coarse``: the output grid's network
-    pass runs on the COARSE rows and columns only, the rest filled in (``upsample_coarse``)."""
+    padded width (neuron grids are (L, width, G, G))."""
     task = hyper.task
     # constants, not recomputed
     big, small = _grid_features(GRID)[:, :width], _grid_features(NEURON_GRID)[:, :width]
-    coarse_big = _coarse_features()[:, :width]
     G = NEURON_GRID
     M = len(names(n_layers))
 
     def for_depth(d):
         def run(state):
             # The grids stay two passes: one pass over both made batched frames 1.3-1.5x slower.
-            if coarse:
-                zt = upsample_coarse(grid_outputs(state.params, coarse_big.T, hyper.arch, d, norm=state.norm))
-            else:
-                zt = grid_outputs(state.params, big.T, hyper.arch, d, norm=state.norm)
+            zt = grid_outputs(state.params, big.T, hyper.arch, d, norm=state.norm)
             value, cls = grid_readout(zt, task.out_act, task.out_mask, task.classification)
             value = quantise(value, 0.0, 1.0).reshape(GRID, GRID)
             cls = cls.astype(jnp.uint8).reshape(GRID, GRID)
@@ -484,14 +447,14 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
 def train_and_draw(
     state: TrainState, data: Data, hyper: Hyper, n_epochs: jax.Array, depth: jax.Array, every: jax.Array,
     draw: jax.Array, with_metrics: jax.Array, *, n_layers: int, bcap: int, chunk: int, loop: str = "both",
-    width: int = D, batched: bool = False, coarse: bool = False,
+    width: int = D, batched: bool = False,
 ):
     """``train_chunk``, then, when ``draw``, the ``frame`` of the trained state: what a session
     that trains alone needs each tick, in one call instead of two (a call costs ~0.4 ms of
     dispatch here, as much as a small network's frame). With ``n_epochs`` 0 it only draws.
     Not drawing gives zero grids and a NaN row. Returns (state, history, trained, output
     grids, neuron grids, metrics row). ``batched``: traced under ``vmap`` (see ``train_chunk``);
-    ``draw`` and ``with_metrics`` are then shared by the call's sessions. ``coarse``: see ``frame``."""
+    ``draw`` and ``with_metrics`` are then shared by the call's sessions."""
     state, hist, ok = train_chunk(state, data, hyper, n_epochs, depth, every, n_layers=n_layers, bcap=bcap,
                                   chunk=chunk, loop=loop, width=width, batched=batched)
     G, M = NEURON_GRID, len(names(n_layers))
@@ -500,8 +463,7 @@ def train_and_draw(
         return (jnp.zeros((2, GRID, GRID), jnp.uint8), jnp.zeros((n_layers, width, G, G), jnp.uint8),
                 jnp.full((M,), jnp.nan, jnp.float32))
 
-    drawn = lax.cond(draw, lambda s: frame(s, data, hyper, depth, with_metrics, n_layers=n_layers, width=width,
-                                           coarse=coarse),
+    drawn = lax.cond(draw, lambda s: frame(s, data, hyper, depth, with_metrics, n_layers=n_layers, width=width),
                      blank, state)
     return (state, hist, ok) + tuple(drawn)
 

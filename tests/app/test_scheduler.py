@@ -418,12 +418,7 @@ def test_a_narrow_crowd_trains_and_draws_in_one_batched_call_as_each_would_alone
     """Three default (narrow) sessions with a compiled batched size of 3: each tick is one
     engine call (``train_draw_many``), no separate frame call, and the sessions train and
     draw what each one stepped alone (single narrow calls) does, to float32 rounding: the
-    batched program sums in another order. Weights to 1e-5, neuron grids within one uint8
-    step. The crowd's output heatmap is drawn coarse (``core.train.COARSE``): at the sampled
-    rows and columns within one step of the full one, between its sampled neighbours
-    elsewhere, and within a few steps of the full one everywhere."""
-    from core.train import COARSE
-
+    batched program sums in another order. Weights to 1e-5, grids within one uint8 step."""
     calls: list[str] = []
 
     def run(sizes: tuple[int, ...]):
@@ -458,17 +453,7 @@ def test_a_narrow_crowd_trains_and_draws_in_one_batched_call_as_each_would_alone
             assert len(ha["history"]) == len(hb["history"]) == 1  # measured after the tick's last epoch
             np.testing.assert_allclose(ha["metrics"]["train_loss"], hb["metrics"]["train_loss"], rtol=1e-5)
             for name in aa:
-                if name == "output":
-                    got, full = aa[name].astype(int), ab[name].astype(int)
-                    assert np.abs(got - full)[np.ix_(COARSE, COARSE)].max() <= 1
-                    # a filled pixel lies between the sampled ones around it (monotone readout)
-                    for i in range(0, len(COARSE) - 1, 7):
-                        for j in range(0, len(COARSE) - 1, 7):
-                            block = got[COARSE[i]:COARSE[i + 1] + 1, COARSE[j]:COARSE[j + 1] + 1]
-                            corners = got[np.ix_(COARSE[i:i + 2], COARSE[j:j + 2])]
-                            assert corners.min() - 1 <= block.min() and block.max() <= corners.max() + 1
-                    assert np.abs(got - full).mean() < 0.5 and np.abs(got - full).max() <= 8
-                elif aa[name].dtype == np.uint8:
+                if aa[name].dtype == np.uint8:
                     assert np.abs(aa[name].astype(int) - ab[name].astype(int)).max() <= 1, name
                 else:
                     np.testing.assert_allclose(aa[name], ab[name], rtol=1e-5, atol=1e-6, err_msg=name)

@@ -568,30 +568,3 @@ def test_switching_optimizer_mid_run_continues_from_the_weights_with_a_fresh_sta
         np.testing.assert_allclose(np.ravel(got[k]), np.ravel(want[k]), rtol=2e-5, atol=2e-6, err_msg=k)
     resumed = _reference_epochs(schedule, resume=True)  # the test can tell the two apart
     assert np.abs(np.ravel(resumed["w1"]) - np.ravel(want["w1"])).max() > 1e-4
-
-
-def test_a_coarse_output_grid_is_the_linear_interpolation_of_its_samples():
-    """``upsample_coarse`` against NumPy's ``interp``: at the COARSE rows and columns the
-    samples themselves, linear interpolation (in grid steps) between them, rows and columns
-    separately, for each output unit."""
-    from core.train import COARSE, GRID, upsample_coarse
-
-    rng = np.random.default_rng(3)
-    C = len(COARSE)
-    zc = rng.normal(size=(2, C, C)).astype(np.float32)
-    got = np.asarray(upsample_coarse(jnp.asarray(zc.reshape(2, C * C)))).reshape(2, GRID, GRID)
-    fine = np.arange(GRID)
-    for k in range(2):
-        cols = np.stack([np.interp(fine, COARSE, row) for row in zc[k]])  # (C, GRID)
-        want = np.stack([np.interp(fine, COARSE, col) for col in cols.T]).T  # (GRID, GRID)
-        np.testing.assert_allclose(got[k], want, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(got[:, COARSE][:, :, COARSE], zc)
-
-
-def test_coarse_features_are_the_full_grids_rows_and_columns():
-    """The coarse pass sees exactly the features of the full grid's COARSE rows and columns."""
-    from core.train import COARSE, GRID, _coarse_features, _grid_features
-
-    full = _grid_features(GRID).reshape(GRID, GRID, -1)
-    np.testing.assert_array_equal(_coarse_features().reshape(len(COARSE), len(COARSE), -1),
-                                  full[np.ix_(COARSE, COARSE)])
