@@ -166,7 +166,7 @@ class Scheduler:
                 busy = False
             spent = time.perf_counter() - t0
             if busy:
-                self._adapt(spent)
+                self._adapt(self._cycle(spent))
                 # One period after the previous tick was due, not after this one started: the
                 # wake-up's lateness (~1 ms on a busy machine) then does not add to every period
                 # (one session got 28-29 frames/s of 30 that way). A tick that ran past it
@@ -181,6 +181,14 @@ class Scheduler:
                 wait = self.period if self._backlogged else 0.25
             self._wake.wait(wait)
             self._wake.clear()
+
+    def _cycle(self, spent: float) -> float:
+        """What auto speed holds to the frame period after a tick that took ``spent`` seconds:
+        that, alone; in a crowd, the interval its sessions' frames come at. The ticks overlap,
+        so a tick returns before its last jobs finish and its own length understates the
+        cycle (50 sessions: two jobs, a tick as long as one of them, and auto speed grew to
+        500 epochs a second at 16 frames/s)."""
+        return self.frame_interval if self._crowded and self.frame_interval else spent
 
     def _adapt(self, spent: float) -> None:
         """Auto speed: as many epochs per frame as the frame period allows. One session alone

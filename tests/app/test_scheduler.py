@@ -703,6 +703,24 @@ def test_a_failing_job_ends_its_tick_only_after_the_others_have_finished(engine)
         sched.stop()
 
 
+def test_a_crowds_auto_speed_follows_its_frame_interval_not_the_tick(engine):
+    """Overlapping ticks return early, so a crowd's auto speed reads the interval between its
+    sessions' frames: a short tick with frames coming at half the frame rate shrinks it."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    try:
+        sched.auto_epochs, sched.min_epochs_per_s = 10, 0
+        assert sched._cycle(0.001) == 0.001  # alone: the tick
+        sched._crowded, sched.frame_interval = True, 2 * sched.period
+        assert sched._cycle(0.001) == 2 * sched.period
+        sched._adapt(sched._cycle(0.001))
+        assert sched.auto_epochs == 8
+        sched.frame_interval = 0.5 * sched.period
+        sched._adapt(sched._cycle(0.02))
+        assert sched.auto_epochs > 8
+    finally:
+        sched.stop()
+
+
 def test_an_overlapping_tick_leaves_its_last_job_running_for_the_next_tick_to_publish(engine):
     """With ``overlap`` (the scheduler's loop), a tick returns once every job has started and
     a thread of the pool has nothing left: five one-session jobs on two threads leave one in
