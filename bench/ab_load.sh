@@ -5,8 +5,9 @@
 #   bash bench/ab_load.sh [VAR=value ...]      e.g. bash bench/ab_load.sh NNPLAY_SCHEDULER_THREADS=2
 #
 # CLIENTS (default 200), RUN_SECONDS (20), SIZES (batched sizes, default 8,32,64), PORT (8766) and
-# LOAD_ARGS (more bench/load.py options, e.g. "--decode-every 1") are read from the environment. The clients start only once /healthz lists every batched size
-# as ready (a run that starts while they still compile measures sessions stepped one by one).
+# LOAD_ARGS (more bench/load.py options, e.g. "--decode-every 1") are read from the environment.
+# The clients start only once /healthz lists every batched size as ready (a run that starts
+# while they still compile measures sessions stepped one by one).
 # Prints the settings, then the load figures and the XLA compilations during the run.
 set -u
 cd "$(dirname "$0")/.."
