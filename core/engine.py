@@ -32,8 +32,8 @@ from core.metrics import names as metric_names
 from core.model import D, K, Arch, Norm, Params, forward, init_params
 from core.optim import OptHyper
 from core.train import (
-    Data, Flags, Hyper, Reg, Task, TrainState, frame, needs_full_loop, padded_features, predict, train_and_draw,
-    train_chunk,
+    SMALL_ROWS, Data, Flags, Hyper, Reg, Task, TrainState, frame, needs_full_loop, padded_features, predict,
+    train_and_draw, train_chunk,
 )
 
 log = logging.getLogger("nnplay.engine")
@@ -149,7 +149,8 @@ def hyper_from_config(cfg: Config, split: datasets.Split, n_layers: int) -> Hype
         patience=i(cfg.early_stopping_patience), n_train=i(len(split.y_train)), n_test=i(len(split.y_test)),
     )
     flags = Flags(shuffle=np.bool_(cfg.shuffle), augment=np.bool_(cfg.input_noise > 0 or aug.active),
-                  dropout=np.bool_(cfg.dropout > 0))
+                  dropout=np.bool_(cfg.dropout > 0),
+                  small=np.bool_(max(len(split.y_train), len(split.y_test)) <= SMALL_ROWS))
     return Hyper(arch=arch, opt=opt, reg=reg, task=task, flags=flags)
 
 
@@ -302,13 +303,13 @@ HYPER_AXES = Hyper(
     arch=Arch(feat_mask=0, unit_mask=0, act=None, out_mask=0, batch_norm=None, layer_norm=None),
     opt=OptHyper(*([None] + [0] * (len(OptHyper._fields) - 1))), reg=0,
     task=Task(*[0] * len(Task._fields))._replace(out_act=None, loss=None),
-    flags=Flags(shuffle=None, augment=None, dropout=None))
+    flags=Flags(shuffle=None, augment=None, dropout=None, small=None))
 
 
 def _code_key(hyper: Hyper, depth: int) -> tuple:
     a, t = hyper.arch, hyper.task
     return (depth, tuple(np.asarray(a.act).tolist()), bool(a.batch_norm), bool(a.layer_norm),
-            int(t.out_act), int(t.loss))
+            int(t.out_act), int(t.loss), bool(hyper.flags.small))
 
 
 def group_key(hyper: Hyper, depth: int) -> tuple:

@@ -568,3 +568,34 @@ def test_switching_optimizer_mid_run_continues_from_the_weights_with_a_fresh_sta
         np.testing.assert_allclose(np.ravel(got[k]), np.ravel(want[k]), rtol=2e-5, atol=2e-6, err_msg=k)
     resumed = _reference_epochs(schedule, resume=True)  # the test can tell the two apart
     assert np.abs(np.ravel(resumed["w1"]) - np.ravel(want["w1"])).max() > 1e-4
+
+
+def test_small_data_sets_measure_and_shuffle_only_their_rows(engine):
+    """``Flags.small`` (train and test rows each within SMALL_ROWS): the metrics measured over
+    the first SMALL_ROWS rows equal those over all N padded rows; a batched shuffle of a small
+    set sorts SMALL_ROWS keys, the same order a session alone gets for 250 rows; the flag is
+    part of the group and frame keys."""
+    from core.engine import frame_key, group_key
+    from core.train import SMALL_ROWS, _metrics, shuffled, with_features
+
+    small = Run(engine, parse_config({"dataset": "spiral", "n_points": 500, "seed": 4}))
+    large = Run(engine, parse_config({"dataset": "spiral", "n_points": 1000, "seed": 4}))
+    assert bool(small.hyper.flags.small) and not bool(large.hyper.flags.small)
+    assert len(small.split.y_train) <= SMALL_ROWS < len(large.split.y_train)
+    assert group_key(small.hyper, 2) != group_key(large.hyper, 2)
+    assert frame_key(small.hyper, 2) != frame_key(large.hyper, 2)
+
+    small.train(5)
+    data = with_features(jax.tree.map(jnp.asarray, small.data))
+    state = jax.tree.map(jnp.asarray, small.state)
+    both = [_metrics(state, data, small.hyper._replace(flags=small.hyper.flags._replace(small=np.bool_(f))),
+                     small.depth) for f in (True, False)]
+    assert data.x_train.shape[0] > SMALL_ROWS
+    for k in both[0]:
+        np.testing.assert_allclose(both[0][k], both[1][k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+    key, n, N = jax.random.PRNGKey(7), 250, data.x_train.shape[0]
+    alone = np.asarray(shuffled(key, n, N))
+    crowd = np.asarray(shuffled(key, n, N, (SMALL_ROWS,)))
+    np.testing.assert_array_equal(alone, crowd)
+    assert sorted(alone[:n]) == list(range(n)) and list(alone[n:]) == list(range(n, N))
