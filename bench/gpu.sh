@@ -13,7 +13,7 @@
 #     --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .whl \
 #     pydantic pydantic-core pydantic-settings python-dotenv annotated-types typing-inspection \
 #     fastapi starlette annotated-doc opentelemetry-api uvicorn websockets httptools sqlalchemy greenlet \
-#     redis segno orjson isal
+#     redis segno orjson isal uvloop
 # (the versions of this project's .venv; `pip list` there). Environment knobs: PY (an
 # environment that has everything: skips the wheels), NNPLAY_GPU_BENCH=0 (skip nnplay bench),
 # NNPLAY_GPU_FLAGS (also run nnplay bench with these XLA_FLAGS), NNPLAY_GPU_SIZES (batched

@@ -142,6 +142,8 @@ async def main_async(args) -> dict:
         own = time.process_time() - own0
         cpu1, rss = proc_stats(proc.pid) if proc else (0, 0)
         fps = np.array([o["fps"] for o in out.values()])
+        if os.environ.get("LOAD_DUMP"):
+            Path(os.environ["LOAD_DUMP"]).write_text(json.dumps({i: o["fps"] for i, o in sorted(out.items())}))
         eps = np.array([o["eps"] for o in out.values()])
         lat = np.concatenate([o["lat"] for o in out.values()] or [np.zeros(0)]) * 1000
         return {
@@ -156,7 +158,7 @@ async def main_async(args) -> dict:
             "server_ready_s": round(ready_s, 1) if proc else None,
             # the clients share the machine: their own CPU is load the server does not see
             "client_cpu_percent": round(100 * own / wall, 1),
-            "decode_every": args.decode_every,
+            "decode_every": args.decode_every, "loop": args.loop,
         }
     finally:
         if proc:
@@ -171,6 +173,10 @@ def main() -> None:
                    help="batched sizes the started server compiles (default: none for 1 client, else 8,32,64)")
     p.add_argument("--decode-every", type=int, default=10, help="inflate and decode every Nth frame of a client "
                    "whole (1: every frame); every frame's header is parsed (default 10)")
+    p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                   help="the clients' event loop: uvloop (which uvicorn[standard] installs) where it is "
+                   "installed (auto, the default), or asyncio's own. The clients share the server's cores, and "
+                   "uvloop's transports cost them less per frame")
     p.add_argument("--no-compression", action="store_true", help="start the server with NNPLAY_WS_COMPRESSION=false")
     p.add_argument("--server-log", default=None, help="append the started server's output to this file")
     p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT/ws?payload=deflate-raw of a running server "
@@ -182,7 +188,17 @@ def main() -> None:
         raise SystemExit("--url must be a loopback address")
     # A SIGTERM (e.g. from `timeout`) still runs the finally block that stops the server.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(143)))
-    print(json.dumps(asyncio.run(main_async(args))))
+    factory = None
+    if args.loop != "asyncio":
+        try:
+            import uvloop
+            factory, args.loop = uvloop.new_event_loop, "uvloop"
+        except ImportError:
+            if args.loop == "uvloop":
+                raise SystemExit("--loop uvloop: uvloop is not installed")
+            args.loop = "asyncio"
+    with asyncio.Runner(loop_factory=factory) as runner:
+        print(json.dumps(runner.run(main_async(args))))
 
 
 if __name__ == "__main__":
