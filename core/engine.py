@@ -737,7 +737,10 @@ class _Exportable:
             found = self._calls[sig] = self._shared(sig, leaves, treedef, args, directory)
         call, out, layout = found
         if layout is not None:
-            return jax.tree.unflatten(out, call(*jax.device_put(_pack(leaves, layout), jax.devices()[0])))
+            # The host buffers go to the call as they are: jit moves them itself. A
+            # ``device_put`` first cost ~0.33 ms more of the calling thread per batched call of
+            # 32 sessions right after another call ran (0.58 against 0.25 ms).
+            return jax.tree.unflatten(out, call(*_pack(leaves, layout)))
         # Host arrays and device arrays must look alike to the exported call (it has fixed
         # shardings): every argument goes on the device committed, as its outputs are. Only
         # the ones not already there are put, in one call (a put per leaf costs more than a
