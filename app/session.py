@@ -71,6 +71,7 @@ class Session:
         self._points_sent = None  # the data split whose points the page has been sent
         self.on_taken: Callable[[], None] | None = None  # the scheduler, told when a frame leaves
         self._idx = {n: i for i, n in enumerate(engine.metric_names)}
+        self._hist_cols = [self._idx[f] for f in HISTORY_FIELDS]
 
     # --- called from the event loop --------------------------------------------------
 
@@ -155,10 +156,7 @@ class Session:
         }
         if deflated:
             header["payload"] = "deflate-raw"
-        rows = []
-        for r in hist_rows:
-            if np.isfinite(r[self._idx["train_loss"]]) or r[self._idx["diverged"]] > 0:
-                rows.append([_num(r[self._idx[f]]) for f in HISTORY_FIELDS])
+        rows = _history_rows(hist_rows, self._hist_cols, self._idx["diverged"])
         with self.lock:
             if self._frame is not None:
                 self.frames_dropped += 1
@@ -253,9 +251,15 @@ def _points(x: np.ndarray, y: np.ndarray) -> list[list[float]]:
     return [[round(float(a), 4), round(float(b), 4), round(float(c), 4)] for (a, b), c in zip(x, y)]
 
 
-def _num(v) -> float | None:
-    v = float(v)
-    return v if np.isfinite(v) else None
+def _history_rows(hist_rows: np.ndarray, cols: list[int], i_diverged: int) -> list[list]:
+    """The measured rows of a training call's history as the page's ``history`` lists
+    (``HISTORY_FIELDS``, non-finite values as None): rows with a train loss, or that diverged.
+    One ``tolist`` for all of them (a NumPy scalar test per value cost ~7 us a frame)."""
+    if not len(hist_rows):
+        return []
+    picked = np.asarray(hist_rows)[:, cols]
+    keep = np.isfinite(picked[:, HISTORY_FIELDS.index("train_loss")]) | (np.asarray(hist_rows)[:, i_diverged] > 0)
+    return [[v if math.isfinite(v) else None for v in row] for row in picked[keep].tolist()]
 
 
 def dumps(obj) -> bytes:
