@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from core.config import LOSSES, OUTPUT_ACTIVATIONS
-from core.model import K
+from core.model import K, tanh
 
 SIGMOID, SOFTMAX, LINEAR, TANH = (OUTPUT_ACTIVATIONS.index(a) for a in ("sigmoid", "softmax", "linear", "tanh"))
 MSE, MAE, BCE, CCE = (LOSSES.index(name) for name in ("mse", "mae", "binary_crossentropy", "categorical_crossentropy"))
@@ -37,7 +37,7 @@ _OUTPUT_FNS = {
     "sigmoid": lambda z, m: _single(jax.nn.sigmoid(z[:, :1]), z),
     "softmax": lambda z, m: jax.nn.softmax(jnp.where(m > 0, z, -1e9), axis=-1),
     "linear": lambda z, m: _single(z[:, :1], z),
-    "tanh": lambda z, m: _single(jnp.tanh(z[:, :1]), z),
+    "tanh": lambda z, m: _single(tanh(z[:, :1]), z),
 }
 assert tuple(_OUTPUT_FNS) == OUTPUT_ACTIVATIONS
 
@@ -47,7 +47,7 @@ def outputs(z: jax.Array, out_act: jax.Array, out_mask: jax.Array, select: bool 
     if _branch(z.shape[0], select):
         return jax.lax.switch(out_act, list(_OUTPUT_FNS.values()), z, out_mask)
     z1 = z[:, :1]
-    single = jnp.where(out_act == SIGMOID, jax.nn.sigmoid(z1), jnp.where(out_act == TANH, jnp.tanh(z1), z1))
+    single = jnp.where(out_act == SIGMOID, jax.nn.sigmoid(z1), jnp.where(out_act == TANH, tanh(z1), z1))
     soft = jax.nn.softmax(jnp.where(out_mask > 0, z, -1e9), axis=-1)
     single = jnp.concatenate([single, jnp.zeros_like(z[:, 1:])], axis=1)
     return jnp.where(out_act == SOFTMAX, soft, single)
@@ -102,32 +102,33 @@ def predicted_class(out: jax.Array, out_act: jax.Array) -> jax.Array:
     return jnp.where(out_act == SOFTMAX, jnp.argmax(out, -1), binary)
 
 
-def grid_readout(zt: jax.Array, out_act: jax.Array, out_mask: jax.Array, classification: jax.Array):
-    """The heatmap of a grid: (value in [0, 1], class) per point, each (P,), from output
-    pre-activations laid out (K, P). The value is ``positive_prob`` of ``outputs`` for
-    classification and (output + 1) / 2 for regression; the class is ``predicted_class``.
-    The same numbers as those functions give on the (P, K) transpose, without making it or a
-    (P, K) output padded with zeros: a one-unit output reads the first row only (the
-    transpose and the padded sigmoid were ~2 of a batched frame's 14 ms)."""
+def grid_readout(pre, out_act: jax.Array, out_mask: jax.Array, classification: jax.Array):
+    """The heatmap of a grid: (value in [0, 1], class) per point, each (P,), from its output
+    pre-activations laid out (K, P): ``pre(k)`` makes the first k rows. The value is
+    ``positive_prob`` of ``outputs`` for classification and (output + 1) / 2 for regression;
+    the class is ``predicted_class``. The same numbers as those functions give on the (P, K)
+    transpose, without making it or a (P, K) output padded with zeros: a one-unit output
+    makes and reads the first row only (the transpose and the padded sigmoid were ~2 of a
+    batched frame's 14 ms; the other K - 1 rows ~10 % of a crowd's drawing)."""
 
     def one_unit(act, threshold: float):
-        def run(zt):
-            o = act(zt[0])
+        def run():
+            o = act(pre(1)[0])
             return jnp.where(classification, o, (o + 1) / 2), (o > threshold).astype(jnp.int32)
 
         return run
 
-    def tanh(zt):
-        o = jnp.tanh(zt[0])
+    def tanh_unit():
+        o = tanh(pre(1)[0])
         return (o + 1) / 2, (o > 0.0).astype(jnp.int32)
 
-    def softmax(zt):
-        p = jax.nn.softmax(jnp.where(out_mask[:, None] > 0, zt, -1e9), axis=0)
+    def softmax():
+        p = jax.nn.softmax(jnp.where(out_mask[:, None] > 0, pre(K), -1e9), axis=0)
         return jnp.where(classification, p.max(0), (p[0] + 1) / 2), jnp.argmax(p, 0).astype(jnp.int32)
 
     fns = {"sigmoid": one_unit(jax.nn.sigmoid, 0.5), "softmax": softmax, "linear": one_unit(lambda z: z, 0.5),
-           "tanh": tanh}
-    return jax.lax.switch(out_act, [fns[a] for a in OUTPUT_ACTIVATIONS], zt)
+           "tanh": tanh_unit}
+    return jax.lax.switch(out_act, [fns[a] for a in OUTPUT_ACTIVATIONS])
 
 
 def positive_prob(out: jax.Array, out_act: jax.Array) -> jax.Array:

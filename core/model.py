@@ -51,6 +51,43 @@ def _elu(z):
     return jnp.where(z > 0, z, jnp.expm1(jnp.minimum(z, 0.0)))
 
 
+# XLA's CPU tanh for float32 (``EmitFastTanh`` with FMA, after Eigen's): a [13/6] rational
+# on inputs clamped to +-C (where it reaches +-1 exactly), x itself below 4e-4.
+_TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08,
+           1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+_TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
+_TANH_C = 7.99881172180175781
+
+
+@jax.custom_jvp
+def tanh(x: jax.Array) -> jax.Array:
+    """``jnp.tanh``, written out: the same rational approximation XLA's CPU backend emits, so
+    the same float32 values bit for bit there (and the same derivative, ``tanh_jvp``), but
+    as plain multiply-adds that XLA vectorises with the rest of a fusion. Drawing a crowd's
+    output heatmaps (10,000 points, a tanh per hidden unit) took ~20 % less time
+    (docs/benchmarks.md, fourteenth session). Elsewhere (a GPU) it is accurate to 3e-7.
+    Other dtypes than float32 (float64 in the gradient tests) use ``jnp.tanh``."""
+    if jnp.result_type(x) != jnp.float32:
+        return jnp.tanh(x)
+    xc = jnp.clip(x, -_TANH_C, _TANH_C)
+    x2 = xc * xc
+    p = jnp.asarray(_TANH_P[0], x.dtype)
+    for c in _TANH_P[1:]:
+        p = p * x2 + jnp.asarray(c, x.dtype)
+    q = jnp.asarray(_TANH_Q[0], x.dtype)
+    for c in _TANH_Q[1:]:
+        q = q * x2 + jnp.asarray(c, x.dtype)
+    return jnp.where(jnp.abs(x) < 0.0004, x, xc * p / q)
+
+
+@tanh.defjvp
+def tanh_jvp(primals, tangents):
+    """JAX's own rule for tanh, in its order of operations: g (1 + y) (1 - y)."""
+    (x,), (g,) = primals, tangents
+    y = tanh(x)
+    return y, (g + g * y) * (1 - y)
+
+
 ACTIVATION_FNS = {
     "linear": lambda z: z,
     "relu": jax.nn.relu,
@@ -58,7 +95,7 @@ ACTIVATION_FNS = {
     "elu": _elu,
     "gelu": lambda z: jax.nn.gelu(z, approximate=False),
     "silu": jax.nn.silu,
-    "tanh": jnp.tanh,
+    "tanh": tanh,
     "sigmoid": jax.nn.sigmoid,
 }
 assert tuple(ACTIVATION_FNS) == ACTIVATIONS
@@ -162,21 +199,27 @@ def forward(
     return matmul(h, w_out, fused) + params.b_out, hidden, stats
 
 
-def grid_outputs(params: Params, xt: jax.Array, arch: Arch, depth, *, norm: Norm) -> jax.Array:
-    """Output pre-activations (K, P) of ``forward`` in inference mode for many points given as
-    (D, P) features, points along the minor axis (the transpose of ``forward``'s). Each layer is D unrolled multiply-adds of
-    whole rows, one elementwise kernel with its activation, instead of a (P, D) x (D, D)
-    product: the grids' products have only D = 8 terms, which XLA's dot (an XNNPACK call)
-    handles poorly (docs/benchmarks.md, seventh session)."""
+def grid_affine(w: jax.Array, b: jax.Array, h: jax.Array) -> jax.Array:
+    """``h.T @ w + b``, transposed, for (D_in, D_out) weights and points along the minor axis
+    (h: (D_in, P), result (D_out, P)): D_in unrolled multiply-adds of whole rows, one
+    elementwise kernel with what follows, instead of a (P, D) x (D, D) product. The grids'
+    products have only D = 8 terms, which XLA's dot (an XNNPACK call) handles poorly
+    (docs/benchmarks.md, seventh session)."""
+    return b[:, None] + sum(w[k][:, None] * h[k][None, :] for k in range(w.shape[0]))
+
+
+def grid_hidden(params: Params, xt: jax.Array, arch: Arch, depth, *, norm: Norm) -> tuple[jax.Array, jax.Array]:
+    """``forward`` in inference mode for many points given as (D, P) features, points along
+    the minor axis (the transpose of ``forward``'s), up to the output layer: (the last hidden
+    layer's activations (D, P), the output weights (D, K) that take them). The output
+    pre-activations are ``grid_affine(w_out, params.b_out, h)``: the readout makes only the
+    rows it reads (``core.losses.grid_readout``)."""
     n_layers = params.w.shape[0]
     col = lambda v: v[:, None]  # noqa: E731  a per-unit vector against (D, P)
 
-    def affine(w, b, h):  # w (D_in, D_out), h (D_in, P) -> (D_out, P)
-        return col(b) + sum(col(w[k]) * h[k][None, :] for k in range(w.shape[0]))
-
     def dense(layer: int, h):
         w = params.w[layer] * col(arch.feat_mask) if layer == 0 else params.w[layer]
-        z = affine(w, params.b[layer], h)
+        z = grid_affine(w, params.b[layer], h)
         g, be, um = params.gamma[layer], params.beta[layer], arch.unit_mask[layer]
 
         def batch_norm(z):
@@ -198,8 +241,7 @@ def grid_outputs(params: Params, xt: jax.Array, arch: Arch, depth, *, norm: Norm
             h = dense(layer, h)
         else:
             h = jax.lax.cond(layer < depth, partial(dense, layer), lambda h: h, h)
-    w_out = jnp.where(depth == 0, params.w_out * col(arch.feat_mask), params.w_out)
-    return affine(w_out, params.b_out, h)
+    return h, jnp.where(depth == 0, params.w_out * col(arch.feat_mask), params.w_out)
 
 
 def _dense(params: Params, arch: Arch, layer: int, norm: Norm, rows, keep, fused: bool, in_mask, norms: bool, h):
