@@ -103,6 +103,7 @@ class Scheduler:
         self._job_ids: dict = {}
         self._crowded = False
         self._turn = 0  # where this tick's order of sessions starts
+        self._idle = 0.0  # share of the loop's time spent waiting for a tick to be due (``_note_wait``)
         self.idle_pause_s = idle_pause_s
         self.batched_sizes = tuple(sorted(batched_sizes))
         self.sessions: dict[int, Session] = {}
@@ -176,19 +177,33 @@ class Scheduler:
                 wait = 0.0 if self._inflight else max(due - time.perf_counter(), 0.0)
             else:
                 due = None
+                self._idle = 0.0
                 # Idle: wake for commands (poke). Waiting only for a client to take its frame:
                 # wake when it does (``_taken``), at the latest after a frame period.
                 wait = self.period if self._backlogged else 0.25
+            w0 = time.perf_counter()
             self._wake.wait(wait)
             self._wake.clear()
+            if busy:
+                self._note_wait(spent, time.perf_counter() - w0)
+
+    def _note_wait(self, spent: float, waited: float) -> None:
+        """Keep the share of the loop's time spent waiting for the next tick to be due (a
+        moving average): the part of a crowd's frame interval that is not work."""
+        self._idle = 0.7 * self._idle + 0.3 * waited / max(spent + waited, 1e-9)
 
     def _cycle(self, spent: float) -> float:
         """What auto speed holds to the frame period after a tick that took ``spent`` seconds:
-        that, alone; in a crowd, the interval its sessions' frames come at. The ticks overlap,
-        so a tick returns before its last jobs finish and its own length understates the
-        cycle (50 sessions: two jobs, a tick as long as one of them, and auto speed grew to
-        500 epochs a second at 16 frames/s)."""
-        return self.frame_interval if self._crowded and self.frame_interval else spent
+        that, alone; in a crowd, the interval its sessions' frames come at, less the share of
+        it the loop spent waiting for the next tick to be due. The ticks overlap, so a tick
+        returns before its last jobs finish and its own length understates the cycle (50
+        sessions: two jobs, a tick as long as one of them, and auto speed grew to 500 epochs
+        a second at 16 frames/s). The interval alone overstates it for a small crowd at the
+        frame-rate cap (3 sessions: frames every period, ticks of a few ms, and auto speed
+        stayed at the epoch floor, 65 epochs a second each)."""
+        if self._crowded and self.frame_interval:
+            return self.frame_interval * (1.0 - self._idle)
+        return spent
 
     def _adapt(self, spent: float) -> None:
         """Auto speed: as many epochs per frame as the frame period allows. One session alone

@@ -800,3 +800,27 @@ def test_the_tick_order_moves_every_session_through_the_last_parts_within_a_few_
     sched.stop()
     assert len(last) >= 190
     assert np.abs(place / 30 - 99.5).max() < 40
+
+
+def test_a_small_crowd_at_the_frame_rate_cap_grows_its_auto_speed(engine):
+    """Three sessions get a frame every period (the cap) from ticks of a few milliseconds: the
+    loop waits most of each period for the next tick to be due (``_note_wait``), so the
+    cycle auto speed holds to the period is that interval's working share, and it grows.
+    Under full load the loop never waits and the cycle is the whole interval, as before."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    try:
+        sched.auto_epochs, sched.min_epochs_per_s = 4, 0
+        sched._crowded, sched.frame_interval = True, sched.period
+        for _ in range(20):
+            sched._note_wait(0.004, sched.period - 0.004)
+        assert 0.85 < sched._idle < 0.9
+        assert sched._cycle(0.004) < 0.2 * sched.period
+        sched._adapt(sched._cycle(0.004))
+        assert sched.auto_epochs == 5  # grew (by a quarter, at least one)
+        for _ in range(40):
+            sched._note_wait(0.03, 0.0)
+        assert sched._idle < 1e-4 and sched._cycle(0.03) == pytest.approx(sched.period, rel=1e-3)
+        sched._adapt(sched._cycle(0.03))
+        assert sched.auto_epochs == 4  # a full interval at the period: shrinks again
+    finally:
+        sched.stop()
