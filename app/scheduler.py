@@ -297,6 +297,9 @@ class Scheduler:
         crowded = self._crowded = sum(1 for s in sessions if s.wants_training()) > 1
         if crowded:
             self.auto_epochs = min(self.auto_epochs, self.engine.chunk)
+        rate = self.epoch_rate() if crowded else None
+        plan = time.perf_counter()
+        owed: dict[int, float] = {}
         for s in sessions:
             n = s.wants_training()
             if n and not s.step_epochs:
@@ -305,10 +308,15 @@ class Scheduler:
                     # slow everyone's frames (auto adapts to the load); a batched call trains
                     # at most one compiled call's epochs
                     n = min(n, self.auto_epochs, self.engine.chunk)
+                if rate is not None and s.speed == "auto":
+                    owed[s.id] = self._owed(s, rate, plan)
+                    n = self.OWED  # each part's epochs follow from what its sessions are owed
             if n:
                 r = s.run
                 key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth), r.narrow)
                 work[key].append((s, n))
+            if s.id not in owed:
+                s.epoch_carry, s.credit_at = 0.0, None
         # Each job trains a part (and draws its frames), or draws a part of sessions that only
         # need a frame, and makes its frames' bodies (deflating them releases the GIL). The
         # jobs run side by side on the pool, and this thread publishes each job's frames as
@@ -316,8 +324,8 @@ class Scheduler:
         # waits for its last part, nor its last part's compute for the others' publishing.
         t0 = time.perf_counter()
         training = {s.id for group in work.values() for s, _ in group} | self._inflight_training
-        jobs = [(self._train_job, key, part, size) for key, group in work.items()
-                for part, size in self._chunks(group, self.FRAME_SIZE if key[-1] else None)]
+        jobs = [(self._train_job, *job) for key, group in work.items()
+                for job in self._parts(key, group, owed, plan)]
         frames: dict[tuple, list[Session]] = defaultdict(list)
         for s in sessions:
             if s.dirty and s.id not in training:  # a paused session that changed: a frame with metrics
@@ -353,6 +361,62 @@ class Scheduler:
         elif not crowded and not carried:
             self.frame_interval = None
         return bool(work) or carried
+
+    OWED = -1  # a group key's epochs when each part's are those its sessions are owed (``_parts``)
+
+    def epoch_rate(self) -> float | None:
+        """The epochs a second each of a crowd's auto-speed sessions is owed: the epochs a
+        frame auto speed trains (``epoch_target`` while the crowd is held to the floor, which
+        ``epoch_floor`` only dithers; ``auto_epochs`` above it) over the frame interval. None
+        before an interval is measured."""
+        iv = self.frame_interval
+        if not iv:
+            return None
+        target = self.epoch_target()
+        epochs = target if self.auto_epochs <= math.ceil(target) else float(self.auto_epochs)
+        return epochs / iv
+
+    def _owed(self, s: Session, rate: float, now: float) -> float:
+        """Epochs ``s`` is owed at ``now``: ``rate`` times the time since its last training was
+        planned (at most ``OWED_SPAN`` frame intervals: a session back from a pause, or whose
+        client reads slowly, runs up no backlog), plus what its parts' shared counts left over."""
+        iv = self.frame_interval or self.period
+        since = iv if s.credit_at is None else min(now - s.credit_at, self.OWED_SPAN * iv)
+        return s.epoch_carry + rate * since
+
+    OWED_SPAN = 4.0
+    # In a part's mean a session counts as owed between a frame's share / OWED_SHARES and
+    # share x OWED_SHARES (``_parts``). 200 sessions (share 4.3): a range of +-1 epoch kept their
+    # frames at least as fast as before; +-4.3 (and none) cost 0.4-0.9 frames/s.
+    OWED_SHARES = 1.25
+
+    def _parts(self, key: tuple, group: list[tuple[Session, int]], owed: dict[int, float], now: float):
+        """A group's parts as (key, part, size), ``key`` with the part's epochs. In a group of
+        sessions owed epochs (``OWED``), a part trains the mean of what its sessions are owed,
+        each counted within a factor ``OWED_SHARES`` of a frame's share (``epoch_rate`` x the
+        interval), rounded; each session carries the difference to its next tick.
+
+        Every session of a tick used to train the same epochs, so the ones that sat ticks out
+        (their jobs were still running, or their clients had not taken a frame) trained fewer
+        a second: 200 sessions, 5th percentile 59.0-59.5 epochs/s at a median of 61.1. The
+        sessions that sat a tick out are next to each other in the tick order (they were the
+        last parts of a tick), so their parts are owed more and train more, up to the factor:
+        a part that trains more is a longer job, and wider ranges cost frames. Ordering a
+        group by what its sessions are owed, to give each part sessions owed alike, evened the
+        epochs out fully but cost 1-1.5 frames/s (docs/benchmarks.md, fifteenth session)."""
+        largest = self.FRAME_SIZE if key[-1] else None
+        if key[2] != self.OWED:
+            yield from ((key, part, size) for part, size in self._chunks(group, largest))
+            return
+        chunk = self.engine.chunk
+        share = self.epoch_rate() * self.frame_interval
+        least, most = share / self.OWED_SHARES, share * self.OWED_SHARES
+        for part, size in self._chunks(group, largest):
+            n = max(1, min(chunk, round(sum(min(max(owed[s.id], least), most) for s, _ in part) / len(part))))
+            for s, _ in part:
+                s.epoch_carry = max(-chunk, min(chunk, owed[s.id] - n))
+                s.credit_at = now
+            yield (key[:2] + (n,) + key[3:], [(s, n) for s, _ in part], size)
 
     def _rotated(self, sessions: list) -> list:
         """This tick's order: ``sessions`` started at a turn that moves by ``TURN_STRIDE``."""

@@ -59,6 +59,10 @@ class Session:
         self.compress_level: int | None = None
         self.dirty = True  # a frame should be produced even when paused
         self.trained_at = -math.inf  # when the scheduler last published a frame of new training (perf_counter)
+        # a crowd's auto speed (``Scheduler._owed``): epochs owed beyond the last part's count,
+        # and when the session's last training was planned (perf_counter)
+        self.epoch_carry = 0.0
+        self.credit_at: float | None = None
         # Latest frame parts (written by the scheduler) and history not yet sent.
         self._frame: tuple[dict, list[np.ndarray]] | None = None
         self._history: list[list[float]] = []

@@ -824,3 +824,94 @@ def test_a_small_crowd_at_the_frame_rate_cap_grows_its_auto_speed(engine):
         assert sched.auto_epochs == 4  # a full interval at the period: shrinks again
     finally:
         sched.stop()
+
+
+def test_a_crowds_sessions_that_sit_ticks_out_are_owed_the_epochs(engine):
+    """``_owed`` and ``_parts``: in a crowd, each auto-speed session is owed the crowd's epoch
+    rate for the time since its last training was planned; a part trains its sessions' mean
+    (each counted within a factor OWED_SHARES of a frame's share), and the difference carries
+    over. The
+    sessions that sit every third tick out (as the jobs left in flight do) are next to each
+    other in the tick order, share parts, and train 1.25 shares a frame (rounded): 77 % of
+    the epochs the others get, where training every session the same epochs a tick gave them
+    2/3."""
+    from types import SimpleNamespace
+
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(8, 32))
+    try:
+        sched._crowded, sched.frame_interval, sched.auto_epochs = True, 0.07, 1
+        rate = sched.epoch_rate()
+        assert rate == pytest.approx(1.03 * 60)  # the floor's epochs a frame over the interval
+        share = rate * 0.07  # 4.33 epochs a frame
+        sessions = [SimpleNamespace(id=i, dirty=False, epoch_carry=0.0, credit_at=None) for i in range(64)]
+        trained = np.zeros(64)
+        key = (2, 16, sched.OWED, (), True)
+        ticks, now = 600, 0.0
+        for t in range(ticks):
+            now += 0.07
+            present = [s for s in sessions if not (s.id < 32 and t % 3 == 2)]
+            owed = {s.id: sched._owed(s, rate, now) for s in present}
+            parts = list(sched._parts(key, [(s, 1) for s in present], owed, now))
+            assert sorted(s.id for _, part, _ in parts for s, _ in part) == [s.id for s in present]
+            for k, part, size in parts:
+                assert k[:2] == key[:2] and k[3:] == key[3:] and 1 <= k[2] <= engine.chunk
+                assert size in (8, 32) and len(part) <= size
+                assert share / 1.25 - 0.5 <= k[2] <= share * 1.25 + 0.5  # within the factor
+                for s, n in part:
+                    assert n == k[2]
+                    trained[s.id] += n
+        assert all(abs(s.epoch_carry) <= engine.chunk for s in sessions)
+        expected = rate * ticks * 0.07
+        # without what they are owed, the sessions that sat out would train 2/3 of this
+        # with it, 1.25 shares (rounded) on each tick they train: 5 epochs a frame, not 4.33
+        assert trained[:32] == pytest.approx(np.full(32, ticks * 2 / 3 * round(1.25 * share)), rel=0.01)
+        assert trained[32:] == pytest.approx(np.full(32, expected), rel=0.02)
+        assert all(s.epoch_carry > 0 for s in sessions[:32])  # still owed the rest
+        # a session back from a long absence is owed at most OWED_SPAN intervals
+        s = sessions[0]
+        s.epoch_carry = 0.0
+        assert sched._owed(s, rate, now + 60.0) == pytest.approx(rate * sched.OWED_SPAN * 0.07)
+        # a group of fixed epochs keeps them
+        fixed = list(sched._parts(key[:2] + (3,) + key[3:], [(x, 3) for x in sessions[:10]], {}, now))
+        assert [k[2] for k, _, _ in fixed] == [3] * len(fixed)
+    finally:
+        sched.stop()
+
+
+def test_a_crowd_trains_each_session_its_owed_epochs_through_ticks(engine):
+    """Through ``tick``: a crowd's session whose client did not take its frames for a while is
+    owed the epochs of that time, and trains more than one frame's share when it reads again."""
+    import time
+
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300)
+    a, b, c = (_session(engine, sid, "auto") for sid in (1, 2, 3))
+    for s in (a, b, c):
+        sched.add(s)
+    try:
+        sched.auto_epochs = 1
+        sched.tick()
+        a.take_frame(), b.take_frame(), c.take_frame()
+        time.sleep(0.07)
+        sched.tick()  # measures the crowd's frame interval
+        a.take_frame(), b.take_frame(), c.take_frame()
+        assert sched.frame_interval is not None
+        time.sleep(0.03)
+        sched.tick()  # all train; b's client will not take this frame for a while
+        a.take_frame(), c.take_frame()
+        ea, eb = a.run.epoch, b.run.epoch
+        for _ in range(2):  # b sits these ticks out (its client has not taken its frame)
+            time.sleep(0.03)
+            sched.tick()
+            a.take_frame(), c.take_frame()
+        assert b.run.epoch == eb and a.run.epoch > ea
+        time.sleep(0.03)
+        b.take_frame()
+        sched.tick()
+        iv = sched.frame_interval
+        assert iv < 0.1  # the rate owed is then the floor's 1.03 x 60 a second
+        # (each session trains in a part of its own here: no batched sizes)
+        share = 1.03 * 60 * iv
+        assert b.epoch_carry > 0.5 * share  # owed three ticks' epochs, repaid 1.25 shares at a time
+        assert b.run.epoch - eb == round(1.25 * share)
+    finally:
+        sched.stop()
