@@ -291,8 +291,16 @@ class Scheduler:
         # client's changes are rate-limited, so this work is bounded too.
         self._backlogged = any(s.backlogged() and s.wants_training() for s in sessions)
         # Sessions that changed go first: their groups' first parts, which are published first
-        # (a change's frame is what its client is waiting for).
-        sessions = [s for s in sessions if s.dirty] + [s for s in sessions if not s.dirty and not s.backlogged()]
+        # (a change's frame is what its client is waiting for). The others go in the order
+        # they last trained, those that have waited longest first (a stable sort: the rotated
+        # order among those planned in the same tick). A session that sat a tick out (its job
+        # was left in flight, or its client had not taken its frame) is then in the first
+        # parts, published early, and is neither left in flight nor behind on its frame the
+        # next tick: the sessions' frame counts spread half as much as in the rotated order
+        # alone, whose sit-outs fell at random (200 clients: the slowest at 96-97 % of the
+        # median frames/s instead of 94-96 %; docs/benchmarks.md, sixteenth session).
+        sessions = [s for s in sessions if s.dirty] + sorted(
+            (s for s in sessions if not s.dirty and not s.backlogged()), key=lambda s: s.planned_at)
         work: dict[tuple, list[tuple[Session, int]]] = defaultdict(list)
         crowded = self._crowded = sum(1 for s in sessions if s.wants_training()) > 1
         if crowded:
@@ -312,6 +320,7 @@ class Scheduler:
                     owed[s.id] = self._owed(s, rate, plan)
                     n = self.OWED  # each part's epochs follow from what its sessions are owed
             if n:
+                s.planned_at = plan
                 r = s.run
                 key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth), r.narrow)
                 work[key].append((s, n))
@@ -399,11 +408,11 @@ class Scheduler:
         Every session of a tick used to train the same epochs, so the ones that sat ticks out
         (their jobs were still running, or their clients had not taken a frame) trained fewer
         a second: 200 sessions, 5th percentile 59.0-59.5 epochs/s at a median of 61.1. The
-        sessions that sat a tick out are next to each other in the tick order (they were the
-        last parts of a tick), so their parts are owed more and train more, up to the factor:
-        a part that trains more is a longer job, and wider ranges cost frames. Ordering a
-        group by what its sessions are owed, to give each part sessions owed alike, evened the
-        epochs out fully but cost 1-1.5 frames/s (docs/benchmarks.md, fifteenth session)."""
+        tick orders its sessions by when they last trained, so those that sat a tick out share
+        the first parts, are owed more and train more, up to the factor (a part that trains
+        more is a longer job; wider ranges cost frames). The fifteenth session measured that
+        order as 1-1.5 frames/s slower; nine pairs in the sixteenth found no difference beyond
+        the machine's drift (docs/benchmarks.md)."""
         largest = self.FRAME_SIZE if key[-1] else None
         if key[2] != self.OWED:
             yield from ((key, part, size) for part, size in self._chunks(group, largest))

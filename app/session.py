@@ -63,6 +63,7 @@ class Session:
         # and when the session's last training was planned (perf_counter)
         self.epoch_carry = 0.0
         self.credit_at: float | None = None
+        self.planned_at = -math.inf  # when a tick last gave it training (perf_counter; ``Scheduler.tick``)
         # Latest frame parts (written by the scheduler) and history not yet sent.
         self._frame: tuple[dict, list[np.ndarray]] | None = None
         self._history: list[list[float]] = []

@@ -666,6 +666,36 @@ def test_a_session_that_changed_is_in_the_first_part_published(engine, monkeypat
         sched.stop()
 
 
+def test_a_session_that_sat_a_tick_out_goes_first_in_the_next(engine, monkeypatch):
+    """Sessions go in the order they last trained, those that waited longest first: one that
+    sat a tick out (its client had not taken its frame) leads the next tick's first part, so
+    it is not the one left in flight or behind again. In the rotated order alone its place
+    was wherever the turn put it (first in 1 tick of 6)."""
+    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=1)
+    sched.auto_epochs = 1
+    sessions = [_session(engine, sid, 1) for sid in range(1, 7)]
+    for s in sessions:
+        sched.add(s)
+    order: list[int] = []
+    publish = Session.publish
+    monkeypatch.setattr(Session, "publish", lambda self, *a: (order.append(self.id), publish(self, *a))[1])
+    try:
+        _tick(sched)
+        for slow in (6, 2, 5, 3):
+            sched.tick()
+            for s in sessions:
+                if s.id != slow:
+                    s.take_frame()
+            order.clear()
+            _tick(sched)  # the slow client's frame is still waiting: it sits this tick out
+            assert sorted(order) == [s.id for s in sessions if s.id != slow]
+            order.clear()
+            _tick(sched)
+            assert len(order) == 6 and order[0] == slow, (slow, order)
+    finally:
+        sched.stop()
+
+
 def test_a_failing_job_ends_its_tick_only_after_the_others_have_finished(engine):
     """A tick whose job fails is reported by the loop and the scheduler goes on; its other
     jobs, already running on the pool, finish before the tick ends (a job still running in
