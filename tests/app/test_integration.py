@@ -203,3 +203,22 @@ def test_a_real_server_compresses_at_the_level_it_is_given():
     finally:
         log = stop(proc)
         assert "Traceback" not in log, log[-3000:]
+
+
+def test_the_load_benchmark_measures_a_real_server(server):
+    """``bench/load.py`` against a real server: its clients play, change their learning rate
+    and get frames of the change, and each session's epochs a second over its frames' own
+    span are more than those over the whole window (the figure before the sixteenth session,
+    which counted the time before the first frame and after the last with none of their
+    epochs). A smoke test of the benchmark's parts, not a speed test."""
+    port, _ = server
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run([sys.executable, "bench/load.py", "--clients", "2", "--seconds", "3", "--decode-every", "1",
+                        "--url", f"ws://127.0.0.1:{port}/ws?payload=deflate-raw"],
+                       cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert d["clients"] == 2 and d["compression"]
+    assert d["frames_per_s_min"] > 1 and d["epochs_per_s_min"] > 1
+    assert d["epochs_per_s_min"] > d["epochs_per_s_min_window"] > 0
+    assert d["change_to_frame_ms_p50"] is not None and d["change_to_frame_ms_p99"] >= d["change_to_frame_ms_p50"]
