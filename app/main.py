@@ -50,7 +50,8 @@ class AppState:
         self.scheduler = Scheduler(self.engine, self.metrics, frame_rate=settings.frame_rate,
                                    idle_pause_s=settings.idle_pause_s, reply=_reply_to_session,
                                    threads=settings.scheduler_threads, min_epochs_per_s=settings.min_epochs_per_s,
-                                   min_frame_rate=settings.min_frame_rate)
+                                   min_frame_rate=settings.min_frame_rate,
+                                   batch_policy=settings.scheduler_batch_policy)
         self.sessions: dict = {}
         self.per_ip: dict[str, int] = {}
         self.next_id = 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -945,3 +948,28 @@ def test_a_crowd_trains_each_session_its_owed_epochs_through_ticks(engine):
         assert b.run.epoch - eb == round(1.25 * share)
     finally:
         sched.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_the_scheduler_threads_run_under_sched_batch_and_the_callers_thread_does_not(engine):
+    """The scheduler's loop and every thread of its pool (spawned from whichever thread ticks)
+    run under SCHED_BATCH; the thread that made the scheduler (a server's event loop) keeps
+    its policy; ``batch_policy=False`` leaves every thread's policy alone."""
+    before = os.sched_getscheduler(0)
+    for batch, want in ((True, os.SCHED_BATCH), (False, before)):
+        sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, threads=3, batch_policy=batch)
+        try:
+            sched.start()
+            deadline = time.monotonic() + 10
+            while sched._thread.native_id is None or os.sched_getscheduler(sched._thread.native_id) != want:
+                assert time.monotonic() < deadline, "the loop's policy never became the one wanted"
+                time.sleep(0.01)
+            # the pool's threads, spawned by submits from this (default-policy) thread
+            gate = threading.Barrier(3)
+            futures = [sched._pool.submit(lambda: (gate.wait(10), threading.get_native_id())[1]) for _ in range(3)]
+            tids = [f.result(timeout=10) for f in futures]
+            assert len(set(tids)) == 3
+            assert [os.sched_getscheduler(t) for t in tids] == [want] * 3
+            assert os.sched_getscheduler(0) == before
+        finally:
+            sched.stop()
