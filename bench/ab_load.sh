@@ -8,7 +8,8 @@
 # LOAD_ARGS (more bench/load.py options, e.g. "--decode-every 1") are read from the environment.
 # The clients start only once /healthz lists every batched size as ready (a run that starts
 # while they still compile measures sessions stepped one by one).
-# Prints the settings, then the load figures and the XLA compilations during the run.
+# Prints the settings, then the load figures, the XLA compilations during the run and the
+# frames the server sent and dropped (replaced before their sender took them) since it started.
 set -u
 cd "$(dirname "$0")/.."
 PORT=${PORT:-8766}
@@ -32,9 +33,11 @@ sys.exit(0 if d.get('ready') and want <= set(d.get('batched_sizes', [])) else 1)
 }
 for _ in $(seq 1 900); do ready && break; kill -0 $SP 2>/dev/null || { echo "server exited"; exit 1; }; sleep 1; done
 ready || { echo "server not ready with batched sizes $SIZES"; exit 1; }
-compilations() { curl -s "127.0.0.1:$PORT/metrics" | awk '/^nnplay_xla_compilations/ {print $2}'; }
+metric() { curl -s "127.0.0.1:$PORT/metrics" | awk -v m="^$1" '$0 ~ m {print $2}'; }
+compilations() { metric nnplay_xla_compilations; }
 c0=$(compilations)
-out=$("$PY" bench/load.py --clients "$CLIENTS" --seconds "${RUN_SECONDS:-20}" ${LOAD_ARGS:-} \
+out=$("$PY" bench/load.py --clients "$CLIENTS" --seconds "${RUN_SECONDS:-20}" ${LOAD_ARGS:-} --server-pid "$SP" \
   --url "ws://127.0.0.1:$PORT/ws?payload=deflate-raw" 2>/dev/null | tail -1)
 c1=$(compilations)
-echo "$* $out compilations: ${c0:-?} -> ${c1:-?}"
+sleep 1  # the sessions' dropped frames are counted as they close
+echo "$* $out compilations: ${c0:-?} -> ${c1:-?} frames sent: $(metric nnplay_frames_sent_total) dropped: $(metric nnplay_frames_dropped_total)"

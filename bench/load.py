@@ -4,8 +4,9 @@ Starts ``nnplay serve`` on a free loopback port (or uses --url), connects N clie
 --seconds, changes the learning rate every second per client (each client reads every frame's
 header and decodes every --decode-every-th frame whole) and measures:
 delivered frames/s per client and epochs/s per session (p50, p5 and the slowest), control change -> first
-frame reflecting it (p50, p99 ms), server CPU % and RSS. Bounded in clients and time; stops
-the server it started.
+frame reflecting it (p50, p99 ms), server CPU % (and per frame delivered) and RSS (of a server
+at --url too, given --server-pid), and the machine's idle share. Bounded in clients and time;
+stops the server it started.
 
     .venv/bin/python bench/load.py --clients 1 --seconds 15
     .venv/bin/python bench/load.py --clients 200 --seconds 30
@@ -53,6 +54,15 @@ def proc_stats(pid: int) -> tuple[float, float]:
         except FileNotFoundError:
             pass
     return cpu, rss
+
+
+def machine_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of the whole machine since boot (Linux's /proc/stat; None elsewhere)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user .. steal
 
 
 async def client(url: str, seconds: float, out: dict, idx: int, start_evt: asyncio.Event, full_every: int = 1) -> None:
@@ -141,14 +151,17 @@ async def main_async(args) -> dict:
         start_evt = asyncio.Event()
         tasks = [asyncio.create_task(client(url, args.seconds, out, i, start_evt, args.decode_every)) for i in range(args.clients)]
         await asyncio.sleep(min(10, 1 + args.clients * 0.05))
-        cpu0, _ = proc_stats(proc.pid) if proc else (0, 0)
+        pid = proc.pid if proc else args.server_pid  # the server whose CPU and RSS are measured
+        cpu0, _ = proc_stats(pid) if pid else (0, 0)
         own0 = time.process_time()
+        m0 = machine_times()
         t0 = time.monotonic()
         start_evt.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=args.seconds + 120)
         wall = time.monotonic() - t0
         own = time.process_time() - own0
-        cpu1, rss = proc_stats(proc.pid) if proc else (0, 0)
+        m1 = machine_times()
+        cpu1, rss = proc_stats(pid) if pid else (0, 0)
         fps = np.array([o["fps"] for o in out.values()])
         if os.environ.get("LOAD_DUMP"):  # every client's rates, for a look at their spread
             Path(os.environ["LOAD_DUMP"]).write_text(json.dumps({i: [o["fps"], o["eps"]] for i, o in sorted(out.items())}))
@@ -165,11 +178,15 @@ async def main_async(args) -> dict:
             "change_to_frame_ms_p50": round(float(np.median(lat)), 1) if len(lat) else None,
             "change_to_frame_ms_p90": round(float(np.percentile(lat, 90)), 1) if len(lat) else None,
             "change_to_frame_ms_p99": round(float(np.percentile(lat, 99)), 1) if len(lat) else None,
-            "server_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1) if proc else None,
-            "server_rss_mib": round(rss, 1) if proc else None,
+            "server_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1) if pid else None,
+            # the server's CPU per frame its clients received (all of its work, training included)
+            "server_cpu_us_per_frame": round(1e6 * (cpu1 - cpu0) / wall / max(float(fps.sum()), 1e-9), 1) if pid else None,
+            "server_rss_mib": round(rss, 1) if pid else None,
             "server_ready_s": round(ready_s, 1) if proc else None,
             # the clients share the machine: their own CPU is load the server does not see
             "client_cpu_percent": round(100 * own / wall, 1),
+            # the whole machine's idle share over the window: CPU the server could have used
+            "machine_idle_percent": round(100 * (m1[0] - m0[0]) / max(m1[1] - m0[1], 1), 1) if m0 and m1 else None,
             "decode_every": args.decode_every, "loop": args.loop,
         }
     finally:
@@ -191,6 +208,8 @@ def main() -> None:
                    "uvloop's transports cost them less per frame")
     p.add_argument("--no-compression", action="store_true", help="start the server with NNPLAY_WS_COMPRESSION=false")
     p.add_argument("--server-log", default=None, help="append the started server's output to this file")
+    p.add_argument("--server-pid", type=int, default=None, help="with --url: the server's process id, whose "
+                   "CPU and RSS are then measured as a started server's are")
     p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT/ws?payload=deflate-raw of a running server "
                    "(loopback only)")
     args = p.parse_args()

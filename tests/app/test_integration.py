@@ -210,11 +210,12 @@ def test_the_load_benchmark_measures_a_real_server(server):
     and get frames of the change, and each session's epochs a second over its frames' own
     span are more than those over the whole window (the figure before the sixteenth session,
     which counted the time before the first frame and after the last with none of their
-    epochs). A smoke test of the benchmark's parts, not a speed test."""
-    port, _ = server
+    epochs). It measures the server's CPU (given its process id), per frame too, and the
+    machine's idle share. A smoke test of the benchmark's parts, not a speed test."""
+    port, proc = server
     root = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "bench/load.py", "--clients", "2", "--seconds", "3", "--decode-every", "1",
-                        "--url", f"ws://127.0.0.1:{port}/ws?payload=deflate-raw"],
+                        "--url", f"ws://127.0.0.1:{port}/ws?payload=deflate-raw", "--server-pid", str(proc.pid)],
                        cwd=root, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     d = json.loads(r.stdout.strip().splitlines()[-1])
@@ -222,3 +223,8 @@ def test_the_load_benchmark_measures_a_real_server(server):
     assert d["frames_per_s_min"] > 1 and d["epochs_per_s_min"] > 1
     assert d["epochs_per_s_min"] > d["epochs_per_s_min_window"] > 0
     assert d["change_to_frame_ms_p50"] is not None and d["change_to_frame_ms_p99"] >= d["change_to_frame_ms_p50"]
+    # a server that trains uses CPU: per frame, its share over the frames its clients received
+    assert d["server_cpu_percent"] > 0 and d["server_rss_mib"] > 50
+    frames = d["frames_per_s_p50"] * 2
+    assert d["server_cpu_us_per_frame"] == pytest.approx(1e4 * d["server_cpu_percent"] / frames, rel=0.2)
+    assert 0 <= d["machine_idle_percent"] <= 100
