@@ -8,9 +8,8 @@ that cannot, TF Playground's 60 epochs a second).
 A tick's batched calls are independent (each session is in one of them), and XLA releases
 the GIL while it computes, so with ``threads`` > 1 they run side by side on a small pool: on
 2 cores two calls of 32 sessions finish ~1.4x sooner than one of 64. Each job trains a part,
-draws its frames and deflates them; the scheduler thread starts each job's batched call before
-handing the job to the pool (XLA then always has work queued), and publishes each job's frames
-as it finishes. Everything that is shared (publishing frames, room judges, metrics of the tick)
+draws its frames and deflates them; the scheduler thread publishes each job's frames as it
+finishes. Everything that is shared (publishing frames, room judges, metrics of the tick)
 stays on the scheduler thread. The loop's ticks overlap: a tick returns once a thread of the
 pool has nothing left to start, and the next one plans and starts its jobs beside the last
 ones, whose sessions sit it out (``tick``).
@@ -458,8 +457,7 @@ class Scheduler:
 
     def _stream(self, jobs: list[tuple], overlap: bool = False):
         """Each job's result (``(fn, *args)``) as soon as it is done: on the pool, side by side,
-        in the order listed (largest parts first), each batched training call started here
-        first (``_start``); without a pool, one after another here.
+        in the order listed (largest parts first); without a pool, one after another here.
         The jobs the last tick left in flight come first as they finish. With ``overlap``, it
         stops once every job has started and fewer than ``threads`` still run, and leaves
         those in ``_inflight`` (``tick``): a tick that waited for its last jobs left cores idle
@@ -472,8 +470,6 @@ class Scheduler:
             return
         futures = []
         for fn, *args in jobs:
-            if fn == self._train_job:  # its call starts here, the rest of its work on the pool
-                args = [*args, self._start(*args)]
             future = self._pool.submit(fn, *args)
             part = args[1] if len(args) > 1 else []  # (key, part, size): its sessions
             ids = {(x[0] if isinstance(x, tuple) else x).id for x in part}
@@ -494,13 +490,12 @@ class Scheduler:
                 self._job_ids.pop(future, None)
             wait(pending)
 
-    def _train_job(self, key: tuple, part: list[tuple[Session, int]], size: int,
-                   started: tuple | None = None) -> list[tuple]:
+    def _train_job(self, key: tuple, part: list[tuple[Session, int]], size: int) -> list[tuple]:
         """Train a part, draw the frames its training call did not draw (wide networks; a
         narrow one whose early stopping has just restored other weights), in parts of at most
         FRAME_SIZE, and make their bodies. Returns (session, output, neurons, metrics row,
         history rows, body) per session."""
-        result = self._train_part(key, part, size, started)
+        result = self._train_part(key, part, size)
         items, need = [], defaultdict(list)
         for s, _ in part:
             rows, frame = result[s.id]
@@ -522,34 +517,10 @@ class Scheduler:
         return [(s, out, neurons, row, empty, s.body(out, neurons))
                 for s, (out, neurons, row) in zip(part, self._frame_part(key, part, size))]
 
-    def _start(self, key: tuple, part: list[tuple[Session, int]], size: int) -> tuple | None:
-        """Start a batched part's training call on the calling thread (the scheduler's), before
-        its job goes to the pool: JAX dispatches the call and returns at once, so XLA has the
-        tick's calls queued while the pool's threads take turns at the GIL for the host work
-        around them (stacking, frames' bodies). When each job made its own call, that host
-        work, serialised by the GIL, left no call with XLA for 24-32 % of the time (200
-        clients; docs/benchmarks.md, seventeenth session). None for a part of one session,
-        whose job makes its call, or when starting failed: its job then makes the call again
-        and reports the error as a job does."""
-        depth, cap, n, _, narrow = key
-        if size == 1:
-            return None
-        runs = [s.run for s, _ in part]
-        pad = runs + [runs[0]] * (size - len(runs))
-        try:
-            if narrow:
-                return self._narrow_start(pad, n, depth, cap, with_metrics=False)
-            return self.engine.train_many(_stack([r.packed for r in pad]), *self._inputs(pad), n, depth, cap, n)
-        except Exception:
-            log.debug("starting a part's call failed; its job tries again", exc_info=True)
-            return None
-
-    def _train_part(self, key: tuple, part: list[tuple[Session, int]], size: int,
-                    started: tuple | None = None) -> dict[int, tuple]:
+    def _train_part(self, key: tuple, part: list[tuple[Session, int]], size: int) -> dict[int, tuple]:
         """Train one part of a group (its sessions are in no other part): one session alone,
-        or ``size`` sessions (padded) in one batched call, ``started`` already (``_start``) or
-        started here. Returns each session's new rows and the frame its training call drew
-        (None: drawn later)."""
+        or ``size`` sessions (padded) in one batched call. Returns each session's new rows and
+        the frame its training call drew (None: drawn later)."""
         depth, cap, n, _, narrow = key
         if size == 1:
             s, k = part[0]
@@ -557,18 +528,14 @@ class Scheduler:
         runs = [s.run for s, _ in part]
         pad = runs + [runs[0]] * (size - len(runs))
         if narrow:
-            if started is None:
-                started = self._narrow_start(pad, n, depth, cap, with_metrics=False)
-            states, hist, ok, frames = self._narrow_end(started, size)
+            states, hist, ok, frames = self._narrow_call(pad, n, depth, cap, with_metrics=False)
             out: dict[int, tuple] = {}
             for j, (s, _) in enumerate(part):
                 s.run.set_narrow_packed(states[j])
                 out[s.id] = (hist[j][ok[j]], frames[j])
                 self._count(s, int(ok[j].sum()))
             return out
-        if started is None:
-            started = self.engine.train_many(_stack([r.packed for r in pad]), *self._inputs(pad), n, depth, cap, n)
-        states, hist, ok = started
+        states, hist, ok = self.engine.train_many(_stack([r.packed for r in pad]), *self._inputs(pad), n, depth, cap, n)
         new_states = _unstack(states, len(runs))
         hist, ok = np.asarray(hist), np.asarray(ok)
         out: dict[int, tuple] = {}
@@ -676,23 +643,15 @@ class Scheduler:
         compiled size) in one batched narrow call. Returns per run its new narrow state, and
         as the wide programs give them: history (S, chunk, M), trained (S, chunk) and frames
         (output grids, neuron grids, metrics row)."""
-        return self._narrow_end(self._narrow_start(pad, n, depth, cap, with_metrics), len(pad))
-
-    def _narrow_start(self, pad: list, n: int, depth: int, cap: int, with_metrics: bool) -> tuple:
-        """``_narrow_call``'s first half: stack the part's states and inputs and start the call
-        (JAX dispatches it and returns at once; the results are futures)."""
-        stacked = _stack([r.narrow_packed() for r in pad])
-        return self.engine.train_draw_many(stacked, *self._inputs(pad, narrow=True), n, depth, cap, n, with_metrics)
-
-    def _narrow_end(self, started: tuple, size: int) -> tuple:
-        """``_narrow_call``'s second half: wait for the call and take its results apart."""
         engine = self.engine
-        states, hist, ok, (out, small, rows) = started
+        stacked = _stack([r.narrow_packed() for r in pad])
+        states, hist, ok, (out, small, rows) = engine.train_draw_many(
+            stacked, *self._inputs(pad, narrow=True), n, depth, cap, n, with_metrics)
         f, u = np.asarray(states.f), np.asarray(states.u)
         out, neurons = np.asarray(out), engine.wide_neurons(small)
         hist, rows = engine.narrowing.wide_rows(hist), engine.narrowing.wide_rows(rows)
-        return ([Packed(f[j], u[j]) for j in range(size)], hist, np.asarray(ok),
-                [(out[j], neurons[j], rows[j]) for j in range(size)])
+        return ([Packed(f[j], u[j]) for j in range(len(pad))], hist, np.asarray(ok),
+                [(out[j], neurons[j], rows[j]) for j in range(len(pad))])
 
     ROWS = 1024  # runs whose rows are kept (~25 KB each; more are dropped all at once)
 

@@ -164,72 +164,34 @@ def test_frames_are_drawn_in_parts_no_larger_than_frame_size(engine):
         assert asked == expected
 
 
-@pytest.mark.parametrize("cfg", [{}, WIDE], ids=["narrow", "wide"])
-def test_two_threads_train_and_draw_exactly_as_one(engine, monkeypatch, cfg):
+def test_two_threads_train_and_draw_exactly_as_one(engine):
     """4 sessions with sizes (3,): a batched call of 3 and one session alone, side by side on
-    the pool; weights, epochs and every frame's bytes equal the one-thread scheduler's. With
-    the pool, the batched call starts on the scheduler's thread (``_start``) and the rest of
-    its job runs on the pool."""
+    the pool; weights, epochs and every frame's bytes equal the one-thread scheduler's."""
     import threading
-
-    call = "train_many" if cfg else "train_draw_many"
-    real = getattr(engine, call)
 
     def run(threads):
         sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=threads)
         sched.auto_epochs = 2  # a crowd's fixed speed is capped by auto speed
-        sessions = [_session(engine, sid, 2, **cfg) for sid in range(1, 5)]
+        sessions = [_session(engine, sid, 2) for sid in range(1, 5)]
         for s in sessions:
             sched.add(s)
-        where, started, train_part = set(), [], sched._train_part
+        where, train_part = set(), sched._train_part
         sched._train_part = lambda *a: (where.add(threading.current_thread().name), train_part(*a))[1]
         frames = []
-        with monkeypatch.context() as m:
-            m.setattr(engine, call, lambda *a: (started.append(threading.current_thread().name), real(*a))[1])
-            for _ in range(3):
-                sched.tick()
-                frames.append([s.take_frame() for s in sessions])
+        for _ in range(3):
+            sched.tick()
+            frames.append([s.take_frame() for s in sessions])
         sched.stop()
-        return sessions, frames, where, started
+        return sessions, frames, where
 
-    one, frames_one, where_one, started_one = run(1)
-    two, frames_two, where_two, started_two = run(2)
-    here = threading.current_thread().name
-    assert where_one == {here} and started_one == [here] * 3
+    one, frames_one, where_one = run(1)
+    two, frames_two, where_two = run(2)
+    assert where_one == {threading.current_thread().name}
     assert all(name.startswith("nnplay-step") for name in where_two)
-    assert started_two == [here] * 3  # one batched call a tick, started before its job left
     assert [s.run.epoch for s in two] == [s.run.epoch for s in one] == [6] * 4
     for a, b in zip(one, two):
         assert a.run.weights() == b.run.weights()
     assert frames_two == frames_one and all(f is not None for tick in frames_one for f in tick)
-
-
-def test_a_batched_call_that_fails_to_start_is_made_by_its_job(engine):
-    """Starting a part's call on the scheduler's thread is an optimisation: when it fails, the
-    job makes the call itself (and would report its error as any job does)."""
-    import threading
-
-    sched = Scheduler(engine, Metrics(), frame_rate=30, idle_pause_s=300, batched_sizes=(3,), threads=2)
-    sched.auto_epochs = 2
-    sessions = [_session(engine, sid, 2) for sid in range(1, 5)]
-    for s in sessions:
-        sched.add(s)
-    calls, real = [], sched._narrow_start
-
-    def flaky(*a, **k):
-        calls.append(threading.current_thread().name)
-        if len(calls) == 1:
-            raise RuntimeError("no call this time")
-        return real(*a, **k)
-
-    sched._narrow_start = flaky
-    try:
-        sched.tick()
-        assert calls[0] == threading.current_thread().name and calls[1].startswith("nnplay-step")
-        assert [s.run.epoch for s in sessions] == [2] * 4
-        assert all(decode_frame(s.take_frame())[0]["epoch"] == 2 for s in sessions)
-    finally:
-        sched.stop()
 
 
 def test_a_loop_waiting_only_for_a_client_to_take_its_frame_wakes_when_it_does(engine):
