@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 from core.config import ConfigError, parse_config, patch_config
-from core.engine import Engine, Packed, RowStacker, frame_key, group_key
+from core.engine import Engine, Packed, RowStacker
 
 from app.metrics import Metrics
 from app.session import Command, Session
@@ -125,6 +125,8 @@ class Scheduler:
         self._stackers: dict[bool, RowStacker | None] = {False: None, True: None}  # wide, narrow
         self._rows: dict[int, tuple] = {}
         self._rows_lock = threading.Lock()
+        self._i_loss = engine.metric_names.index("train_loss")
+        self._i_stopped = engine.metric_names.index("stopped")
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -344,7 +346,8 @@ class Scheduler:
             if n:
                 s.planned_at = plan
                 r = s.run
-                key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, group_key(r.hyper, r.depth), r.narrow)
+                narrow, gkey, _ = r.keys()
+                key = (r.depth, self.engine.bucket(r.cfg.batch_size), n, gkey, narrow)
                 work[key].append((s, n))
             if s.id not in owed:
                 s.epoch_carry, s.credit_at = 0.0, None
@@ -360,7 +363,8 @@ class Scheduler:
         frames: dict[tuple, list[Session]] = defaultdict(list)
         for s in sessions:
             if s.dirty and s.id not in training:  # a paused session that changed: a frame with metrics
-                frames[(*frame_key(s.run.hyper, s.run.depth), s.run.narrow, True)].append(s)
+                narrow, _, fkey = s.run.keys()
+                frames[(*fkey, narrow, True)].append(s)
         jobs += [(self._frame_job, key, part, size) for key, group in frames.items()
                  for part, size in self._chunks(group, self.FRAME_SIZE)]
         i_div, i_stop = self.engine.metric_names.index("diverged"), self.engine.metric_names.index("stopped")
@@ -503,7 +507,8 @@ class Scheduler:
             if frame is not None and fresh is not None:
                 items.append((s, frame[0], frame[1], fresh, rows))
             else:  # a session that has just trained has its metrics in its last history row
-                need[(*frame_key(s.run.hyper, s.run.depth), s.run.narrow, fresh is None)].append(s)
+                narrow, _, fkey = s.run.keys()
+                need[(*fkey, narrow, fresh is None)].append(s)
         for fkey, group in need.items():
             for fpart, fsize in self._chunks(group, self.FRAME_SIZE, balance=False):
                 for s, (out, neurons, row) in zip(fpart, self._frame_part(fkey, fpart, fsize)):
@@ -528,12 +533,14 @@ class Scheduler:
         runs = [s.run for s, _ in part]
         pad = runs + [runs[0]] * (size - len(runs))
         if narrow:
-            states, hist, ok, frames = self._narrow_call(pad, n, depth, cap, with_metrics=False)
+            states, hist, frames = self._narrow_call(pad, n, depth, cap, with_metrics=False)
             out: dict[int, tuple] = {}
             for j, (s, _) in enumerate(part):
                 s.run.set_narrow_packed(states[j])
-                out[s.id] = (hist[j][ok[j]], frames[j])
-                self._count(s, int(ok[j].sum()))
+                out[s.id] = (hist[j], frames[j])
+                if s.step_epochs:
+                    s.step_epochs = 0
+            self.metrics.epochs.inc(sum(len(hist[j]) for j in range(len(part))))
             return out
         states, hist, ok = self.engine.train_many(_stack([r.packed for r in pad]), *self._inputs(pad), n, depth, cap, n)
         new_states = _unstack(states, len(runs))
@@ -614,8 +621,8 @@ class Scheduler:
         if rows is None or not len(rows):
             return None
         last = rows[-1]
-        names = self.engine.metric_names
-        if not np.isfinite(last[names.index("train_loss")]) or last[names.index("stopped")] > 0:
+        loss, stopped = float(last[self._i_loss]), float(last[self._i_stopped])
+        if not -math.inf < loss < math.inf or stopped > 0:
             return None
         return last
 
@@ -629,7 +636,7 @@ class Scheduler:
             runs = [s.run for s in part]
             pad = runs + [runs[0]] * (size - len(runs))
             if narrow:  # 0 epochs: the narrow call only draws
-                out = self._narrow_call(pad, 0, depth, self.engine.buckets[0], with_metrics)[3][:len(runs)]
+                out = self._narrow_call(pad, 0, depth, self.engine.buckets[0], with_metrics)[2][:len(runs)]
             else:
                 o, n, r = self.engine.frame_many(_stack([x.packed for x in pad]), *self._inputs(pad), depth,
                                                  with_metrics)
@@ -641,16 +648,23 @@ class Scheduler:
     def _narrow_call(self, pad: list, n: int, depth: int, cap: int, with_metrics: bool) -> tuple:
         """Train ``n`` epochs (0: none) and draw a part of narrow runs (``pad``: padded to a
         compiled size) in one batched narrow call. Returns per run its new narrow state, and
-        as the wide programs give them: history (S, chunk, M), trained (S, chunk) and frames
-        (output grids, neuron grids, metrics row)."""
+        as the wide programs give them: the history rows of the epochs it trained (k, M) and
+        its frame (output grids, neuron grids of the narrow width, metrics row). Only the trained rows are
+        widened (~4 of a call's 32 a session: widening all of them was ~6 % of a crowd's host
+        work)."""
         engine = self.engine
         stacked = _stack([r.narrow_packed() for r in pad])
         states, hist, ok, (out, small, rows) = engine.train_draw_many(
             stacked, *self._inputs(pad, narrow=True), n, depth, cap, n, with_metrics)
         f, u = np.asarray(states.f), np.asarray(states.u)
-        out, neurons = np.asarray(out), engine.wide_neurons(small)
-        hist, rows = engine.narrowing.wide_rows(hist), engine.narrowing.wide_rows(rows)
-        return ([Packed(f[j], u[j]) for j in range(len(pad))], hist, np.asarray(ok),
+        # The neuron grids stay narrow (..., NARROW_LAYERS, NARROW, G, G): a frame's body reads
+        # only the units in use, which are among them.
+        out, neurons = np.asarray(out), np.asarray(small)
+        rows = engine.narrowing.wide_rows(rows)
+        ok = np.asarray(ok)
+        trained = engine.narrowing.wide_rows(np.asarray(hist)[ok])  # the sessions' rows, in order
+        hist = np.split(trained, np.cumsum(ok.sum(1))[:-1])
+        return ([Packed(f[j], u[j]) for j in range(len(pad))], hist,
                 [(out[j], neurons[j], rows[j]) for j in range(len(pad))])
 
     ROWS = 1024  # runs whose rows are kept (~25 KB each; more are dropped all at once)

@@ -47,7 +47,8 @@ def deflate_extensions(level: int) -> list[ServerPerMessageDeflateFactory]:
 
 @lru_cache(maxsize=1)
 def _level() -> int:
-    return Settings().ws_compression_level
+    """zlib's level for text messages: the frames' level, but at least 1 (zlib's 0 stores)."""
+    return max(1, Settings().ws_compression_level)
 
 
 class DeflateLevelProtocol(WebSocketsSansIOProtocol):

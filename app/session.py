@@ -27,7 +27,8 @@ except ImportError:  # pragma: no cover - a platform without its wheels deflates
     isal_zlib = None
 
 from core.config import Config, Point
-from core.engine import Engine, Run, metrics_dict
+from core.engine import Engine, Run
+from core.model import K
 
 # Metrics kept in the incremental history sent to the page (one row per measured frame).
 HISTORY_FIELDS = ("epoch", "train_loss", "test_loss", "train_accuracy", "test_accuracy", "learning_rate")
@@ -75,6 +76,7 @@ class Session:
         self._points_of: tuple | None = None  # (split, its points for the page)
         self._points_sent = None  # the data split whose points the page has been sent
         self.on_taken: Callable[[], None] | None = None  # the scheduler, told when a frame leaves
+        self._base: tuple | None = None  # a frame header's fixed fields and what they were made for (``publish``)
         self._idx = {n: i for i, n in enumerate(engine.metric_names)}
         self._hist_cols = [self._idx[f] for f in HISTORY_FIELDS]
 
@@ -147,20 +149,21 @@ class Session:
         """Store a frame (replacing an unsent one) and append measured history rows. ``body``:
         the frame's ``body``, when made already."""
         cfg = self.run.cfg
-        m = metrics_dict(row, self.engine.metric_names, cfg)
-        finite = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in m.items()}
-        units = [layer.units for layer in cfg.layers]
+        finite = frame_metrics(row, self.engine.metric_names, cfg)
         sections, payload, deflated = body if body is not None else self.body(out, neurons)
-        header = {
-            "type": "frame", "version": self.version, "epoch": int(self.run.epoch), "playing": self.playing,
-            "diverged": bool(m["diverged"]), "stopped": bool(m["stopped"]), "units": units,
-            "features": list(cfg.features), "outputs": cfg.n_outputs, "classes": cfg.classes if cfg.problem == "classification" else 0,
-            "grid": int(out.shape[-1]), "neuron_grid": int(neurons.shape[-1]) if neurons.size else 0,
-            "sections": sections,
-            "metrics": finite,
-        }
-        if deflated:
-            header["payload"] = "deflate-raw"
+        # the fields that follow from the configuration and the payload's layout, made once
+        # for each (a crowd publishes ~3,400 frames a second)
+        key = (deflated, out.shape[-1], neurons.shape[-1] if neurons.size else 0)
+        made = self._base
+        if made is None or made[0] is not cfg or made[1] is not sections or made[2] != key:
+            base = {"type": "frame", "units": [layer.units for layer in cfg.layers], "features": list(cfg.features),
+                    "outputs": cfg.n_outputs, "classes": cfg.classes if cfg.problem == "classification" else 0,
+                    "grid": int(key[1]), "neuron_grid": int(key[2]), "sections": sections}
+            if deflated:
+                base["payload"] = "deflate-raw"
+            self._base = made = (cfg, sections, key, base)
+        header = {**made[3], "version": self.version, "epoch": int(self.run.epoch), "playing": self.playing,
+                  "diverged": finite["diverged"], "stopped": finite["stopped"], "metrics": finite}
         rows = _history_rows(hist_rows, self._hist_cols, self._idx["diverged"])
         with self.lock:
             if self._frame is not None:
@@ -245,6 +248,32 @@ def _sections(multi: bool, n_layers: int, key: tuple, parts: list[np.ndarray]) -
     return found
 
 
+_HEADS: dict[tuple, tuple] = {}
+
+
+def frame_metrics(row: np.ndarray, names: tuple[str, ...], cfg: Config) -> dict:
+    """``metrics_dict`` of a frame's row as the page gets it, in one pass: non-finite values
+    as None (JSON has no NaN), the counts as ints and the flags as bools."""
+    n = len(names) - K * K  # the confusion matrix comes last
+    head = _HEADS.get(names)
+    if head is None:
+        head = _HEADS[names] = (names[:n], names.index("epoch"), names.index("best_epoch"),
+                                names.index("diverged"), names.index("stopped"))
+    values = np.asarray(row).tolist()
+    conf = values[n:]
+    values = [v if -math.inf < v < math.inf else None for v in values[:n]]
+    d = dict(zip(head[0], values))
+    k = cfg.classes if cfg.problem == "classification" else 0
+    d["confusion"] = [[int(conf[i * K + j]) if -math.inf < conf[i * K + j] < math.inf else 0 for j in range(k)]
+                      for i in range(k)]
+    for i in head[1:3]:
+        if values[i] is not None:
+            d[names[i]] = int(values[i])
+    for i in head[3:]:
+        d[names[i]] = bool(values[i])  # NaN (a row not measured) reads as not diverged
+    return d
+
+
 def _as_points(run: Run) -> list[Point]:
     s = run.split
     out = [Point(x1=float(x[0]), x2=float(x[1]), label=float(y), subset="train") for x, y in zip(s.x_train, s.y_train)]
@@ -259,12 +288,16 @@ def _points(x: np.ndarray, y: np.ndarray) -> list[list[float]]:
 def _history_rows(hist_rows: np.ndarray, cols: list[int], i_diverged: int) -> list[list]:
     """The measured rows of a training call's history as the page's ``history`` lists
     (``HISTORY_FIELDS``, non-finite values as None): rows with a train loss, or that diverged.
-    One ``tolist`` for all of them (a NumPy scalar test per value cost ~7 us a frame)."""
+    One ``tolist`` for all of them and plain float tests (a NumPy scalar test per value cost
+    ~7 us a frame; NumPy's indexing and ``isfinite`` on a tick's ~4 rows ~3 us)."""
     if not len(hist_rows):
         return []
-    picked = np.asarray(hist_rows)[:, cols]
-    keep = np.isfinite(picked[:, HISTORY_FIELDS.index("train_loss")]) | (np.asarray(hist_rows)[:, i_diverged] > 0)
-    return [[v if math.isfinite(v) else None for v in row] for row in picked[keep].tolist()]
+    loss = cols[_TRAIN_LOSS]
+    return [[v if -math.inf < v < math.inf else None for v in (row[c] for c in cols)]
+            for row in np.asarray(hist_rows).tolist() if -math.inf < row[loss] < math.inf or row[i_diverged] > 0]
+
+
+_TRAIN_LOSS = HISTORY_FIELDS.index("train_loss")
 
 
 def dumps(obj) -> bytes:
@@ -285,13 +318,18 @@ def encode_frame(header: dict, payload: bytes) -> bytes:
 
 def deflate_raw(data: bytes, level: int) -> bytes:
     """Raw deflate (RFC 1951, no zlib header: what the page's DecompressionStream("deflate-raw")
-    inflates) of a frame's payload. Level 1, the default, uses ISA-L: net (a)'s 12.5 KB frame
-    in ~35 us against zlib's ~115 us at its level 1, 2 % larger (5.3 against 5.1 KB), and it
-    releases the GIL while it works (zlib's one-shot compress held it: two threads deflated
-    1.2x as fast as one, against 2.1x). ISA-L's higher levels pack no tighter on these
-    frames, so levels 2-9 are zlib's (docs/benchmarks.md, twelfth session)."""
-    if level <= 1 and isal_zlib is not None:
-        return isal_zlib.compress(data, 1, wbits=-15)
+    inflates) of a frame's payload. Levels 0 and 1 use ISA-L, which releases the GIL while it
+    works (zlib's one-shot compress held it: two threads deflated 1.2x as fast as one,
+    against 2.1x). Level 1 deflated net (a)'s 12.5 KB frame in ~35 us against zlib's ~115 us
+    at its level 1 (docs/benchmarks.md, twelfth session); level 0, the default since the output
+    heatmap has 128 levels (``core.train.OUTPUT_LEVELS``), in ~16 us to ~4.7 KB, fewer bytes
+    than level 1 made of the 256-level heatmaps (~4.9 KB; eighteenth session). ISA-L's higher
+    levels pack no tighter on these frames, so levels 2-9 are zlib's. Without ISA-L, zlib's
+    level 1 stands in for both."""
+    if level <= 1:
+        if isal_zlib is not None:
+            return isal_zlib.compress(data, level, wbits=-15)
+        level = 1
     return zlib.compress(data, level, wbits=-15)
 
 

@@ -1104,6 +1104,7 @@ class Run:
         self._device: tuple | None = None  # (data, hyper) on the device, and what they copy
         self._device_narrow: tuple | None = None  # the same with the narrow hyper
         self._narrow_hyper: tuple | None = None  # (hyper, its narrow form)
+        self._keys: tuple | None = None  # (cfg, hyper, what ``keys`` gives for them)
 
     def device_inputs(self, narrow: bool = False) -> tuple[Data, Hyper]:
         """``data`` and ``hyper`` on the device, copied once per change of either (they stay
@@ -1131,7 +1132,17 @@ class Run:
     @property
     def narrow(self) -> bool:
         """Whether this run trains alone with the narrow programs (``fits_narrow``)."""
-        return fits_narrow(self.cfg, self.engine.narrow_layers)
+        return self.keys()[0]
+
+    def keys(self) -> tuple[bool, tuple, tuple]:
+        """(``narrow``, ``group_key``, ``frame_key``), made once per config and settings: a
+        crowd's tick reads them for every session (~5.5 us a session made afresh)."""
+        held = self._keys
+        if held is None or held[0] is not self.cfg or held[1] is not self.hyper:
+            depth = self.depth
+            held = self._keys = (self.cfg, self.hyper, (fits_narrow(self.cfg, self.engine.narrow_layers),
+                                                        group_key(self.hyper, depth), frame_key(self.hyper, depth)))
+        return held[2]
 
     @property
     def depth(self) -> int:

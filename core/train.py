@@ -424,10 +424,23 @@ def _grid_points(n: int) -> np.ndarray:
     return np.stack([x1.ravel(), x2.ravel()], 1)
 
 
-def quantise(v: jax.Array, lo: float, hi: float) -> jax.Array:
-    """Map [lo, hi] to 0..255 (clipped); NaN becomes the midpoint so no NaN reaches a canvas."""
+# The output heatmap's levels: 128 (7 bits) spread over 0..255. TF Playground draws its
+# heatmap in 30 shades; 128 look the same on any screen, and a crowd's frames deflate to 16 %
+# fewer bytes, which lets ISA-L's fastest level pack them smaller than the finest levels did
+# at its next one, in half the time (``app.session.deflate_raw``; docs/benchmarks.md,
+# eighteenth session).
+OUTPUT_LEVELS = 128
+
+
+def quantise(v: jax.Array, lo: float, hi: float, levels: int = 256) -> jax.Array:
+    """Map [lo, hi] to 0..255 (clipped) in ``levels`` evenly spaced levels, each rounded to a
+    byte (128: 0, 2, ..., 126, 129, ..., 253, 255, symmetric about 127.5); NaN becomes the
+    midpoint so no NaN reaches a canvas."""
     v = jnp.where(jnp.isfinite(v), v, (lo + hi) / 2)
-    return jnp.round((jnp.clip(v, lo, hi) - lo) / (hi - lo) * 255).astype(jnp.uint8)
+    q = jnp.round((jnp.clip(v, lo, hi) - lo) / (hi - lo) * (levels - 1))
+    if levels != 256:
+        q = jnp.round(q * (255 / (levels - 1)))
+    return q.astype(jnp.uint8)
 
 
 def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_metrics: jax.Array, *, n_layers: int,
@@ -453,7 +466,7 @@ def frame(state: TrainState, data: Data, hyper: Hyper, depth: jax.Array, with_me
             h, w_out = grid_hidden(state.params, big.T, hyper.arch, d, norm=state.norm)
             value, cls = grid_readout(lambda k: grid_affine(w_out[:, :k], state.params.b_out[:k], h),
                                       task.out_act, task.out_mask, task.classification)
-            value = quantise(value, 0.0, 1.0).reshape(GRID, GRID)
+            value = quantise(value, 0.0, 1.0, OUTPUT_LEVELS).reshape(GRID, GRID)
             cls = cls.astype(jnp.uint8).reshape(GRID, GRID)
             _, hidden, _ = forward(state.params, small, hyper.arch, d, norm=state.norm)
             neurons = [quantise(h.T, -1.0, 1.0).reshape(width, G, G) for h in hidden]

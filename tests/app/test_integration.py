@@ -133,7 +133,7 @@ def test_compression_can_be_turned_off():
 def test_the_deflate_level_is_the_operators(monkeypatch):
     """NNPLAY_WS_COMPRESSION_LEVEL reaches the protocol uvicorn builds per connection, and
     changes the bytes on the wire: a text message at level 1 and at 9 (zlib's own inflate reads
-    both). Binary messages (frames, whose payload the scheduler deflates) pass through as they
+    both); level 0 (the frames' default, ISA-L's fastest) compresses text at zlib's level 1. Binary messages (frames, whose payload the scheduler deflates) pass through as they
     are, flagged uncompressed, and leave the compression context alone."""
     import asyncio
     import zlib
@@ -153,10 +153,11 @@ def test_the_deflate_level_is_the_operators(monkeypatch):
         return proto.conn.available_extensions
 
     try:
-        (one,), (nine,) = asyncio.run(offered("1")), asyncio.run(offered("9"))
+        (zero,), (one,), (nine,) = asyncio.run(offered("0")), asyncio.run(offered("1")), asyncio.run(offered("9"))
     finally:
         server_mod._level.cache_clear()
     assert one.compress_settings == {"level": 1, "memLevel": 5} and nine.compress_settings["level"] == 9
+    assert zero.compress_settings == one.compress_settings  # frames' level 0 (ISA-L); zlib's 0 would store text
     payload = Path(__file__).with_name("test_integration.py").read_bytes() * 3  # text-like, compressible
     wire = {}
     for name, factory in (("1", one), ("9", nine)):
@@ -170,10 +171,11 @@ def test_the_deflate_level_is_the_operators(monkeypatch):
         again = ext.encode(Frame(Opcode.TEXT, payload))  # the context saw only the text messages
         assert inflate.decompress(bytes(again.data) + b"\x00\x00\xff\xff") == payload
     assert wire["9"] < wire["1"] < len(payload)
-    with pytest.raises(Exception, match="ws_compression_level"):
-        monkeypatch.setenv("NNPLAY_WS_COMPRESSION_LEVEL", "12")
-        from app.settings import Settings
-        Settings()
+    from app.settings import Settings
+    for bad in ("12", "-1"):
+        with pytest.raises(Exception, match="ws_compression_level"):
+            monkeypatch.setenv("NNPLAY_WS_COMPRESSION_LEVEL", bad)
+            Settings()
 
 
 def test_a_real_server_compresses_at_the_level_it_is_given():

@@ -136,7 +136,7 @@ def test_batched_equals_separate_runs(warm_engine, batched_size):
     out, neurons, rows = engine.frame_many(states, datas, hypers, 2)
     for k, run in enumerate(runs):
         o, n, r = run.frame()
-        assert np.abs(np.asarray(out)[k].astype(int) - o).max() <= 1
+        assert_out_within_a_level(np.asarray(out)[k], o)
         assert np.abs(np.asarray(neurons)[k].astype(int) - n).max() <= 1
         np.testing.assert_allclose(np.asarray(rows)[k], r, rtol=1e-5, atol=1e-6)
 
@@ -188,7 +188,7 @@ def test_batched_equals_separate_runs_for_every_output_and_loss(warm_engine, bat
     for k, run in enumerate(runs):
         np.testing.assert_allclose(hist[k][ok[k]], run.train(4), rtol=2e-5, atol=2e-6)
         o, n, r = run.frame()
-        assert np.abs(np.asarray(out)[k].astype(int) - o).max() <= 1
+        assert_out_within_a_level(np.asarray(out)[k], o)
         np.testing.assert_allclose(np.asarray(rows)[k], r, rtol=1e-5, atol=1e-6)
     assert not np.allclose(hist[0][ok[0]], hist[1][ok[1]])
 
@@ -339,6 +339,46 @@ def quantised(v, lo, hi):
     return np.round((np.clip(v, lo, hi) - lo) / (hi - lo) * 255).astype(int)
 
 
+def assert_out_within_a_level(got, want):
+    """Output grids (2, 100, 100) of one network drawn two ways (float32 sums in another
+    order): the heatmap within one of its 128 levels (2-3 bytes), the classes within one."""
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff[0].max() <= 3 and diff[1].max() <= 1
+
+
+def output_levels(p):
+    """The output heatmap's bytes for values in [0, 1]: 128 levels (``OUTPUT_LEVELS``), each
+    rounded to a byte (0, 2, ..., 126, 129, ..., 253, 255)."""
+    return np.round(np.round(np.clip(p, 0, 1) * 127) * 255 / 127).astype(int)
+
+
+LEVEL_BYTES = output_levels(np.arange(128) / 127)
+
+
+def assert_output_close(got, p):
+    """An output heatmap against the values [0, 1] it draws: every byte is one of the 128
+    levels, and its level is the value's, or one off (float32 against float64 where a value
+    falls on a level's edge) for under 2 % of the pixels."""
+    assert np.isin(got, LEVEL_BYTES).all()
+    assert_image_close(np.searchsorted(LEVEL_BYTES, got), np.round(np.clip(p, 0, 1) * 127))
+
+
+def test_output_heatmap_has_128_levels_spread_over_the_bytes(engine):
+    """A perceptron whose output sweeps [0, 1] across the grid uses every one of the 128
+    levels and no other byte: the endpoints 0 and 255, and levels symmetric about 127.5."""
+    a, b = 1 / 6.07, 0.0101 / 6.07  # x2 fills in between the columns' steps: 10,000 values in (-1, 1)
+    cfg = parse_config({"layers": [], "output_activation": "linear", "problem": "regression", "dataset": "plane",
+                        "weights": [{"w": [[a], [b]], "b": [0.0]}]})
+    out, _, _ = Run(engine, cfg).frame()
+    want = LEVEL_BYTES.tolist()
+    assert sorted(set(out[0].ravel().tolist())) == want
+    assert len(want) == 128 and want[0] == 0 and want[-1] == 255 and want[63:65] == [126, 129]
+    assert all(lo + hi == 255 for lo, hi in zip(want, want[::-1]))
+    assert set(np.diff(want).tolist()) == {2, 3}
+    x1, x2 = grid(100)
+    assert_output_close(out[0], (a * x1 + b * x2 + 1) / 2)
+
+
 def assert_image_close(got, want):
     diff = np.abs(got.astype(int) - want)
     assert diff.max() <= 1 and (diff == 0).mean() > 0.98
@@ -352,7 +392,7 @@ def test_output_heatmap_of_a_known_perceptron(engine, np_ref, w):
     assert neurons.dtype == np.uint8 and neurons.shape == (engine.n_layers, 8, 20, 20)
     x1, x2 = grid(100)
     z = w[0] * x1 + w[1] * x2
-    assert_image_close(out[0], np.round(np_ref.sigmoid(z) * 255))
+    assert_output_close(out[0], np_ref.sigmoid(z))
     np.testing.assert_array_equal(out[1], (z > 0).astype(np.uint8))
     np.testing.assert_allclose(_grid_points(100), np.stack([x1.ravel(), x2.ravel()], 1), atol=1e-6)
 
@@ -375,11 +415,11 @@ def test_output_heatmap_of_a_trained_deep_net_matches_its_predictions(engine, np
     pts = np.stack([x1.ravel(), x2.ravel()], 1)
     p = np.asarray(run.predict(pts))[:, 0].reshape(100, 100)
     assert 0.05 < p.std()  # a grid with something on it
-    assert_image_close(out[0], np.round(p * 255))
+    assert_output_close(out[0], p)
     assert (out[1] == (p > 0.5)).mean() > 0.999
     if norm is None:
         want = np_ref.mlp(run.weights(), pts, {**data, "features": run.cfg.features})[:, 0].reshape(100, 100)
-        assert_image_close(out[0], np.round(want * 255))
+        assert_output_close(out[0], want)
 
 
 def test_neuron_heatmaps(engine):
@@ -399,7 +439,7 @@ def test_regression_and_multiclass_heatmaps(engine, np_ref):
                         "weights": [{"w": [[0.1], [0.05]], "b": [0.2]}]})
     out, _, _ = Run(engine, cfg).frame()
     x1, x2 = grid(100)
-    assert_image_close(out[0], quantised((0.1 * x1 + 0.05 * x2 + 0.2 + 1) / 2, 0, 1))
+    assert_output_close(out[0], (0.1 * x1 + 0.05 * x2 + 0.2 + 1) / 2)
     cfg = parse_config({"dataset": "blobs", "classes": 3, "layers": [],
                         "weights": [{"w": [[1.0, -1.0, 0.0], [0.0, 0.0, 0.5]], "b": [0.0, 0.0, 0.3]}]})
     out, _, _ = Run(engine, cfg).frame()
@@ -407,7 +447,7 @@ def test_regression_and_multiclass_heatmaps(engine, np_ref):
     p = np.exp(z - z.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     np.testing.assert_array_equal(out[1], np.argmax(z, -1))
-    assert_image_close(out[0], np.round(p.max(-1) * 255))
+    assert_output_close(out[0], p.max(-1))
 
 
 @pytest.mark.parametrize("problem", ["classification", "regression"])
@@ -420,7 +460,7 @@ def test_tanh_output_heatmaps(engine, problem):
     out, _, _ = Run(engine, parse_config(data)).frame()
     x1, x2 = grid(100)
     z = 0.4 * x1 - 0.3 * x2 + 0.1
-    assert_image_close(out[0], quantised((np.tanh(z) + 1) / 2, 0, 1))
+    assert_output_close(out[0], (np.tanh(z) + 1) / 2)
     if problem == "classification":
         np.testing.assert_array_equal(out[1], (z > 0).astype(np.uint8))
 
@@ -468,7 +508,7 @@ def test_one_frame_call_for_sessions_that_differ_in_optimizer_and_flags(warm_eng
                                            stack_hyper([r.hyper for r in pad]), 2)
     for k, run in enumerate(runs):
         o, n, r = run.frame()
-        assert np.abs(np.asarray(out)[k].astype(int) - o).max() <= 1
+        assert_out_within_a_level(np.asarray(out)[k], o)
         assert np.abs(np.asarray(neurons)[k].astype(int) - n).max() <= 1
         np.testing.assert_allclose(np.asarray(rows)[k], r, rtol=1e-5, atol=1e-6)
     # and a different activation, norm, output activation or loss is a different branch
