@@ -115,10 +115,17 @@ def matmul(h: jax.Array, w: jax.Array, fused: bool = False) -> jax.Array:
     times more (25 gradient steps of a 6x8 net on 16 rows: 0.21 ms instead of 0.83). Batched
     (vmap) training uses it too: with the dot, XLA handed the batched loop's products to
     XNNPACK and could not compile the loop as one function (docs/benchmarks.md, seventh
-    session: 16 sessions of net (a) 2,468 -> 4,866 session-epochs/s). Not for large arrays
-    (metrics, grids)."""
+    session: 16 sessions of net (a) 2,468 -> 4,866 session-epochs/s). Not for large arrays.
+
+    Inference (not ``fused``: the metrics' pass over the data, the neuron grids, predictions)
+    sums D unrolled column products, as ``grid_affine`` does for the output heatmap: a crowd's
+    call of 4 epochs and a frame took ~15 us a session less than with the dot (~6 %; its
+    metrics and neuron grids, docs/benchmarks.md, eighteenth session). Training on batches
+    over 128 rows keeps the dot."""
     if fused and h.shape[0] <= 128:
         return (h[:, :, None] * w[None]).sum(1)
+    if not fused:
+        return sum(h[:, k:k + 1] * w[k][None, :] for k in range(w.shape[0]))
     return h @ w
 
 
